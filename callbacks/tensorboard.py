@@ -1,0 +1,31 @@
+"""The one place where callbacks find the run's TensorBoard writer."""
+
+import weakref
+from typing import Optional
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.tensorboard import SummaryWriter
+
+_warned: "weakref.WeakSet[Callback]" = weakref.WeakSet()
+
+
+def find_tensorboard(trainer: "pl.Trainer", callback: Callback) -> Optional[SummaryWriter]:
+    """The ``SummaryWriter`` of the first ``TensorBoardLogger`` in ``trainer.loggers``.
+
+    Without one, warns once per callback (on rank zero) and returns ``None``, so the callback
+    skips its work and training goes on. Call it on global rank zero only: other ranks hold a
+    dummy experiment.
+    """
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    if callback not in _warned:
+        _warned.add(callback)
+        rank_zero_warn(
+            f"{type(callback).__name__} writes to TensorBoard but the trainer has no TensorBoardLogger;"
+            " it will write nothing."
+        )
+    return None

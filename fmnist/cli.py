@@ -1,0 +1,160 @@
+"""The command line: ``python -m fmnist fit|validate|test|predict [--config FILE] [--key value ...]``.
+
+LightningCLI does the parsing; this file adds fmnist's defaults (``default.yaml`` beside it, the
+same file as ``configs/default.yaml``), run names built from hyperparameters, checkpoint
+shorthands, runs that continue in their own folder, and one-line errors instead of tracebacks.
+"""
+
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from jsonargparse import Namespace
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from callbacks.divergence import TrainingDivergedError
+from fmnist.data import FashionMNISTDataModule
+from fmnist.errors import InputError
+from fmnist.logger import RunLogger
+from fmnist.module import FashionMNISTClassifier
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+#: ``--ckpt_path`` values that name a checkpoint of the newest run with the same run name.
+CHECKPOINT_SHORTHANDS = {"last": "last.ckpt", "best": "best-*.ckpt"}
+
+
+class FashionCLI(LightningCLI):
+    """LightningCLI for :class:`FashionMNISTClassifier` on :class:`FashionMNISTDataModule`."""
+
+    def __init__(self, args: Optional[list[str]] = None) -> None:
+        super().__init__(
+            FashionMNISTClassifier,
+            FashionMNISTDataModule,
+            save_config_kwargs={"overwrite": True},  # a resumed run rewrites its own config.yaml
+            seed_everything_default=42,
+            parser_kwargs={name: {"default_config_files": [str(DEFAULT_CONFIG)]} for name in SUBCOMMANDS},
+            auto_configure_optimizers=False,  # the optimizer is --model.optimizer, next to --model.lr
+            args=args,
+        )
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
+        _check_trainer(config.trainer)
+        loggers = _tensorboard_configs(config.trainer.logger)
+        for logger in loggers:
+            logger.init_args.name = _run_name(logger.init_args.name, config)
+        if config.get("ckpt_path"):
+            self._use_checkpoint(config, loggers, resume=subcommand == "fit")
+        self.save_config_kwargs["config_filename"] = "config.yaml" if subcommand == "fit" else f"{subcommand}_config.yaml"
+
+    def _use_checkpoint(self, config: Namespace, loggers: list[Namespace], resume: bool) -> None:
+        """Resolve ``--ckpt_path`` shorthands, check the file, and log into the run it came from."""
+        if config.ckpt_path in CHECKPOINT_SHORTHANDS:
+            config.ckpt_path = str(_newest_checkpoint(config.ckpt_path, loggers))
+        path = Path(config.ckpt_path)
+        step = _checkpoint_step(path)
+        run_dir = path.parent.parent
+        if not loggers or path.parent.name != "checkpoints" or not (run_dir / "hparams.yaml").is_file():
+            return  # not inside an fmnist run folder: log into a new run
+        logger = loggers[0].init_args
+        logger.save_dir, logger.name, logger.version = str(run_dir.parent.parent), run_dir.parent.name, run_dir.name
+        if resume and "purge_step" in logger:
+            # events the interrupted run wrote after its last checkpoint are hidden, not duplicated
+            logger.purge_step = step
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, MisconfigurationException) as err:
+            raise InputError(str(err)) from err
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except (InputError, MisconfigurationException) as err:
+            self._discard_created_runs()
+            raise err if isinstance(err, InputError) else InputError(str(err)) from err
+
+    def _discard_created_runs(self) -> None:
+        for logger in self.trainer.loggers:
+            if isinstance(logger, RunLogger) and logger.created_dir:
+                shutil.rmtree(logger.created_dir, ignore_errors=True)
+
+
+def _check_trainer(trainer: Namespace) -> None:
+    max_epochs = trainer.get("max_epochs")
+    if max_epochs is not None and (max_epochs == 0 or max_epochs < -1):
+        raise InputError(f"trainer.max_epochs must be a positive number of epochs (or -1: no limit), got {max_epochs}")
+
+
+def _tensorboard_configs(logger: Any) -> list[Namespace]:
+    """The ``trainer.logger`` entries that take TensorBoardLogger's ``save_dir``, ``name`` and ``version``."""
+    entries = logger if isinstance(logger, list) else [logger]
+    return [
+        entry
+        for entry in entries
+        if isinstance(entry, Namespace)
+        and isinstance(entry.get("init_args"), Namespace)
+        and all(key in entry.init_args for key in ("save_dir", "name", "version"))
+    ]
+
+
+def _run_name(template: Optional[str], config: Namespace) -> Optional[str]:
+    """Fill ``{model.lr}``-style placeholders of a run name from the parsed configuration."""
+    if not template or "{" not in template:
+        return template
+    try:
+        return template.format(model=config.model, data=config.data, trainer=config.trainer)
+    except (AttributeError, KeyError, IndexError, ValueError) as err:
+        raise InputError(
+            f"trainer.logger name {template!r}: cannot fill it in ({err}); placeholders look like"
+            " {model.lr} or {data.batch_size}"
+        ) from err
+
+
+def _newest_checkpoint(shorthand: str, loggers: list[Namespace]) -> Path:
+    if not loggers:
+        raise InputError(f"--ckpt_path {shorthand} needs a TensorBoard logger to know where runs are")
+    logger = loggers[0].init_args
+    runs = Path(logger.save_dir) / (logger.name or "")
+    pattern = f"*/checkpoints/{CHECKPOINT_SHORTHANDS[shorthand]}"
+    found = sorted(runs.glob(pattern), key=lambda path: path.stat().st_mtime)
+    if not found:
+        raise InputError(f"--ckpt_path {shorthand}: no checkpoint matches {runs / pattern}")
+    return found[-1]
+
+
+def _checkpoint_step(path: Path) -> int:
+    """The global step stored in a Lightning checkpoint; a clear error when it is not one."""
+    if not path.is_file():
+        raise InputError(f"--ckpt_path {path}: {'is a folder' if path.is_dir() else 'no such file'}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+        raise InputError(f"--ckpt_path {path} is not a PyTorch checkpoint ({type(err).__name__})") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise InputError(f"--ckpt_path {path} is not a Lightning checkpoint: it has no state_dict")
+    return int(checkpoint.get("global_step", 0))
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Entry point of ``python -m fmnist``; tests call ``main([...])`` in-process."""
+    # fmnist's data are in-memory tensors, for which worker processes only add overhead
+    warnings.filterwarnings("ignore", r".*does not have many workers.*")
+    try:
+        FashionCLI(args)
+    except (InputError, TrainingDivergedError) as err:
+        if os.environ.get("FMNIST_DEBUG"):
+            raise
+        print(f"fmnist: error: {err}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(err, InputError) else 1) from None

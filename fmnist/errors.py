@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can make and fix."""
+
+
+class InputError(Exception):
+    """A flag, file or folder the user gave cannot be used; the message says which and why.
+
+    ``python -m fmnist`` prints the message without a traceback, exits with status 2 and removes
+    the run folder it had just created for the failed run.
+    """

@@ -1,0 +1,85 @@
+"""A TensorBoardLogger that gives each run a folder of its own, even when runs start together.
+
+It is the default ``--trainer.logger`` of ``python -m fmnist``; runs land in
+``runs/<name>/version_<n>/``, which ``tensorboard --logdir runs`` shows side by side.
+"""
+
+import os
+from typing import Optional, Union
+
+from jsonargparse.typing import PositiveInt
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from fmnist.errors import InputError
+
+
+class RunLogger(TensorBoardLogger):
+    """Lightning's TensorBoardLogger with a race-free run folder and a configurable flush interval.
+
+    Lightning picks ``version_<max + 1>`` by listing the folder, so two runs started at the same
+    moment pick the same folder and write over each other. This logger claims the folder with an
+    atomic ``mkdir`` on global rank zero instead and takes the next number when it is taken.
+
+    Args:
+        save_dir: root of all runs (``tensorboard --logdir`` points here).
+        name: run name, the folder under ``save_dir``. ``python -m fmnist`` fills placeholders
+            such as ``{model.lr}`` and ``{data.batch_size}`` from the configuration.
+        version: run folder under ``name``; ``None`` claims the next free ``version_<n>``.
+        flush_secs: write pending events to disk at least this often, so that a killed run
+            loses at most this many seconds; scalars are also flushed whenever they are logged.
+        max_queue: pending events that force a flush before ``flush_secs`` is up.
+        purge_step: when continuing a run, hide the events the killed run wrote from this
+            step on, so TensorBoard shows one run with no duplicated steps.
+        log_graph, default_hp_metric, prefix, sub_dir: as in ``TensorBoardLogger``; the
+            graph and hyperparameters are written by callbacks, hence the defaults.
+
+    Example::
+
+        python -m fmnist fit --trainer.logger.init_args.flush_secs 10
+    """
+
+    def __init__(
+        self,
+        save_dir: str = "runs",
+        name: Optional[str] = "lightning_logs",
+        version: Optional[Union[int, str]] = None,
+        flush_secs: PositiveInt = 30,
+        max_queue: PositiveInt = 10,
+        purge_step: Optional[int] = None,
+        log_graph: bool = False,
+        default_hp_metric: bool = False,
+        prefix: str = "",
+        sub_dir: Optional[str] = None,
+    ) -> None:
+        super().__init__(
+            save_dir,
+            name=name,
+            version=version,
+            log_graph=log_graph,
+            default_hp_metric=default_hp_metric,
+            prefix=prefix,
+            sub_dir=sub_dir,
+            flush_secs=flush_secs,
+            max_queue=max_queue,
+            purge_step=purge_step,
+        )
+        #: The run folder this process created, if any: the CLI removes it again when the run
+        #: fails on bad input, so no half-written run is left behind.
+        self.created_dir: Optional[str] = None
+
+    def _get_next_version(self) -> int:
+        version = super()._get_next_version()
+        if rank_zero_only.rank != 0:
+            return version  # other ranks receive rank zero's folder through Trainer.log_dir
+        while True:
+            path = os.path.join(self.root_dir, f"version_{version}")
+            try:
+                os.makedirs(path)
+            except FileExistsError:
+                version += 1
+                continue
+            except OSError as err:
+                raise InputError(f"cannot create the log folder {path}: {err.strerror or err}") from err
+            self.created_dir = path
+            return version

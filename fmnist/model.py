@@ -1,0 +1,55 @@
+"""The tutorial's convolutional network for 28x28 grayscale images, as a plain ``nn.Module``.
+
+Training logic lives in :mod:`fmnist.module`; this file only says what the network computes.
+"""
+
+from torch import Tensor, nn
+
+
+class FashionCNN(nn.Module):
+    """Two conv/pool blocks and two linear layers; the defaults are the tutorial's network.
+
+    ``conv1`` (1->32, 3x3) -> ReLU -> max-pool 2 -> ``conv2`` (32->64, 3x3) -> ReLU -> max-pool 2 ->
+    ``fc1`` (64*5*5 -> 128) -> ReLU -> dropout -> ``fc2`` (128 -> 10).
+
+    Args:
+        conv1_channels: output channels of the first convolution.
+        conv2_channels: output channels of the second convolution.
+        hidden_size: width of ``fc1``, the penultimate layer whose output the projector shows.
+        dropout: dropout probability after ``fc1``; ``0`` (the tutorial) leaves it out in effect.
+        num_classes: number of output logits.
+
+    Example::
+
+        >>> import torch
+        >>> FashionCNN()(torch.zeros(8, 1, 28, 28)).shape
+        torch.Size([8, 10])
+    """
+
+    # 28 -> conv3 -> 26 -> pool -> 13 -> conv3 -> 11 -> pool -> 5
+    FEATURE_SIDE = 5
+
+    def __init__(
+        self,
+        conv1_channels: int = 32,
+        conv2_channels: int = 64,
+        hidden_size: int = 128,
+        dropout: float = 0.0,
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, conv1_channels, kernel_size=3)
+        self.conv2 = nn.Conv2d(conv1_channels, conv2_channels, kernel_size=3)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.fc1 = nn.Linear(conv2_channels * self.FEATURE_SIDE**2, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden_size, num_classes)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.pool(self.relu(self.conv2(x)))
+        # flatten, not view: with channels_last memory the features are not contiguous in NCHW order
+        x = x.flatten(1)
+        x = self.dropout(self.relu(self.fc1(x)))
+        return self.fc2(x)
