@@ -5,15 +5,15 @@ same file as ``configs/default.yaml``), run names built from hyperparameters, ch
 shorthands, runs that continue in their own folder, and one-line errors instead of tracebacks.
 """
 
+import logging
 import os
-import shutil
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from jsonargparse import Namespace
+from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -38,7 +38,10 @@ class FashionCLI(LightningCLI):
             FashionMNISTDataModule,
             save_config_kwargs={"overwrite": True},  # a resumed run rewrites its own config.yaml
             seed_everything_default=42,
-            parser_kwargs={name: {"default_config_files": [str(DEFAULT_CONFIG)]} for name in SUBCOMMANDS},
+            parser_kwargs={
+                "exit_on_error": False,  # main() prints parse errors as one line, without the usage wall
+                **{name: {"default_config_files": [str(DEFAULT_CONFIG)], "exit_on_error": False} for name in SUBCOMMANDS},
+            },
             auto_configure_optimizers=False,  # the optimizer is --model.optimizer, next to --model.lr
             args=args,
         )
@@ -50,6 +53,7 @@ class FashionCLI(LightningCLI):
             return
         config = self.config[subcommand]
         _check_trainer(config.trainer)
+        _sync_learning_rate(config.model)
         loggers = _tensorboard_configs(config.trainer.logger)
         for logger in loggers:
             logger.init_args.name = _run_name(logger.init_args.name, config)
@@ -87,14 +91,23 @@ class FashionCLI(LightningCLI):
 
     def _discard_created_runs(self) -> None:
         for logger in self.trainer.loggers:
-            if isinstance(logger, RunLogger) and logger.created_dir:
-                shutil.rmtree(logger.created_dir, ignore_errors=True)
+            if isinstance(logger, RunLogger):
+                logger.discard()
 
 
 def _check_trainer(trainer: Namespace) -> None:
     max_epochs = trainer.get("max_epochs")
     if max_epochs is not None and (max_epochs == 0 or max_epochs < -1):
         raise InputError(f"trainer.max_epochs must be a positive number of epochs (or -1: no limit), got {max_epochs}")
+
+
+def _sync_learning_rate(model: Namespace) -> None:
+    # --model.lr is the learning rate; copy it into the optimizer's own ``lr`` so that config.yaml
+    # and the HParams table show the value used, not the optimizer's default
+    optimizer = model.get("optimizer")
+    if isinstance(optimizer, Namespace) and isinstance(optimizer.get("init_args"), Namespace):
+        if "lr" in optimizer.init_args:
+            optimizer.init_args.lr = float(model.lr)
 
 
 def _tensorboard_configs(logger: Any) -> list[Namespace]:
@@ -147,14 +160,31 @@ def _checkpoint_step(path: Path) -> int:
     return int(checkpoint.get("global_step", 0))
 
 
-def main(args: Optional[list[str]] = None) -> None:
-    """Entry point of ``python -m fmnist``; tests call ``main([...])`` in-process."""
-    # fmnist's data are in-memory tensors, for which worker processes only add overhead
+def _quiet_lightning() -> None:
+    """Drop messages a user cannot act on, so the ones that matter stand out."""
+    # fmnist's batches are slices of in-memory tensors, for which workers only add overhead
     warnings.filterwarnings("ignore", r".*does not have many workers.*")
+    # raised inside Lightning 2.6 by torch >= 2.10's pytree module, not by fmnist's code
+    warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()  # an advertisement for a cloud service
+    )
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Entry point of ``python -m fmnist``; tests call ``main([...])`` in-process.
+
+    Mistakes a user can fix exit with status 2 and one ``fmnist: error:`` line (set
+    ``FMNIST_DEBUG=1`` for the traceback); a diverged run exits with status 1.
+    """
+    _quiet_lightning()
     try:
         FashionCLI(args)
-    except (InputError, TrainingDivergedError) as err:
+    except (InputError, ArgumentError, TrainingDivergedError) as err:
         if os.environ.get("FMNIST_DEBUG"):
             raise
-        print(f"fmnist: error: {err}", file=sys.stderr)
-        raise SystemExit(2 if isinstance(err, InputError) else 1) from None
+        message = " ".join(str(err).split()) if isinstance(err, ArgumentError) else str(err)
+        print(f"fmnist: error: {message}", file=sys.stderr)
+        if isinstance(err, ArgumentError):
+            print("fmnist: see the options with: python -m fmnist <fit|validate|test|predict> --help", file=sys.stderr)
+        raise SystemExit(1 if isinstance(err, TrainingDivergedError) else 2) from None

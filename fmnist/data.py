@@ -122,8 +122,8 @@ class FashionMNISTDataModule(LightningDataModule):
         return (
             f"Fashion-MNIST was not found and {reason}. Provide it in one of three ways:\n"
             f"  1. put {names} in {folder} or {raw};\n"
-            f"  2. install the system copy into {system}: apt-get install dataset-fashion-mnist;\n"
-            f"  3. let torchvision download it into {folder}: --data.download true (needs internet)."
+            f"  2. install Debian's or Ubuntu's copy into {system}: apt-get install dataset-fashion-mnist;\n"
+            f"  3. let torchvision download them into {folder}: --data.download true (needs internet)."
         )
 
     def train_dataloader(self) -> DataLoader:

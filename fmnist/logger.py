@@ -4,7 +4,8 @@ It is the default ``--trainer.logger`` of ``python -m fmnist``; runs land in
 ``runs/<name>/version_<n>/``, which ``tensorboard --logdir runs`` shows side by side.
 """
 
-import os
+import shutil
+from pathlib import Path
 from typing import Optional, Union
 
 from jsonargparse.typing import PositiveInt
@@ -64,22 +65,42 @@ class RunLogger(TensorBoardLogger):
             max_queue=max_queue,
             purge_step=purge_step,
         )
-        #: The run folder this process created, if any: the CLI removes it again when the run
-        #: fails on bad input, so no half-written run is left behind.
-        self.created_dir: Optional[str] = None
+        #: The run folder this logger created, and the topmost folder it had to create for it.
+        self._created: Optional[tuple[Path, Path]] = None
 
     def _get_next_version(self) -> int:
         version = super()._get_next_version()
         if rank_zero_only.rank != 0:
             return version  # other ranks receive rank zero's folder through Trainer.log_dir
         while True:
-            path = os.path.join(self.root_dir, f"version_{version}")
+            path = Path(self.root_dir, f"version_{version}")
+            topmost = next((p for p in reversed(path.parents) if not p.exists()), path)
             try:
-                os.makedirs(path)
+                path.mkdir(parents=True)
             except FileExistsError:
                 version += 1
                 continue
             except OSError as err:
                 raise InputError(f"cannot create the log folder {path}: {err.strerror or err}") from err
-            self.created_dir = path
+            self._created = (path, topmost)
             return version
+
+    def discard(self) -> None:
+        """Delete the run folder this logger created, for a run that failed before it began.
+
+        Parent folders made for it go too, but only while they are empty: a run started at the
+        same moment keeps its own folder.
+        """
+        if self._created is None:
+            return
+        path, topmost = self._created
+        self.finalize("failed")
+        shutil.rmtree(path, ignore_errors=True)
+        for parent in path.parents:
+            if parent == topmost.parent:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        self._created = None

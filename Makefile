@@ -1,0 +1,43 @@
+# Two commands: `make fit` trains the tutorial's CNN for 5 epochs, `make test` runs the tests.
+# Both create .venv and install what they need on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SYSTEM_DATA := /usr/share/datasets/fashion-mnist
+EPOCHS ?= 5
+
+.PHONY: fit test test-fast data install tensorboard benchmark screenshots clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,profiler]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Fashion-MNIST offline when possible: Debian's dataset-fashion-mnist package where apt works,
+# otherwise fmnist's DataModule downloads it with torchvision on first use.
+data:
+	@if [ -d $(SYSTEM_DATA) ]; then echo "Fashion-MNIST: $(SYSTEM_DATA)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; } \
+	  || echo "apt-get could not install dataset-fashion-mnist; torchvision will download the data"; \
+	else echo "Fashion-MNIST: not installed system-wide; torchvision will download it into ./data"; fi
+
+fit: install data
+	$(PY) -m fmnist fit --trainer.max_epochs $(EPOCHS)
+
+test: install data
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
+
+tensorboard: install
+	$(VENV)/bin/tensorboard --logdir runs
+
+clean:
+	rm -rf runs build *.egg-info .pytest_cache
