@@ -1,8 +1,32 @@
-"""Lightning callbacks that show fmnist's training in TensorBoard; each works on its own."""
+"""Lightning callbacks that show fmnist's training in TensorBoard; each works on its own.
+
+Listed in ``configs/default.yaml`` as ``class_path: callbacks.<Name>``; every one writes through
+the trainer's TensorBoardLogger (found by :func:`find_tensorboard`) on global rank zero.
+"""
 
 from callbacks.divergence import DivergenceGuard, TrainingDivergedError
+from callbacks.evaluation import ConfusionMatrixImage, PRCurves
+from callbacks.graph import ModelGraph
+from callbacks.histograms import ParameterHistograms
+from callbacks.hparams import HyperparameterTable
+from callbacks.images import MisclassifiedImages, SampleImages
 from callbacks.predictions import PredictionWriter
+from callbacks.projector import EmbeddingProjector
 from callbacks.scalars import MultilineCharts
 from callbacks.tensorboard import find_tensorboard
 
-__all__ = ["DivergenceGuard", "MultilineCharts", "PredictionWriter", "TrainingDivergedError", "find_tensorboard"]
+__all__ = [
+    "ConfusionMatrixImage",
+    "DivergenceGuard",
+    "EmbeddingProjector",
+    "HyperparameterTable",
+    "MisclassifiedImages",
+    "ModelGraph",
+    "MultilineCharts",
+    "PRCurves",
+    "ParameterHistograms",
+    "PredictionWriter",
+    "SampleImages",
+    "TrainingDivergedError",
+    "find_tensorboard",
+]

@@ -29,3 +29,12 @@ def find_tensorboard(trainer: "pl.Trainer", callback: Callback) -> Optional[Summ
             " it will write nothing."
         )
     return None
+
+
+def epoch_step(trainer: "pl.Trainer") -> int:
+    """The step Lightning logs epoch-end scalars at, so pictures line up with the scalars.
+
+    That is the step of the epoch's last training batch, one less than ``trainer.global_step``
+    after it; a run resumed from the epoch's checkpoint then starts strictly after it.
+    """
+    return int(getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step))

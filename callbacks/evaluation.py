@@ -1,0 +1,158 @@
+"""Whole-validation-set pictures: the confusion matrix (Images tab) and per-class PR curves.
+
+Both are on by default in ``python -m fmnist fit``. They accumulate torchmetrics states from the
+logits ``validation_step`` returns, so they cost no extra forward pass, and torchmetrics sums
+the states over DDP ranks: the pictures cover the whole validation set, not one rank's shard.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassPrecisionRecallCurve
+from typing_extensions import override
+
+from callbacks.render import confusion_matrix_image
+from callbacks.sampling import is_due, validation_logits
+from callbacks.tensorboard import epoch_step, find_tensorboard
+from fmnist.data import CLASS_NAMES
+
+
+class _ValidationMetricPicture(Callback, ABC):
+    """Update a metric on every validation batch of a due epoch, then draw it on rank zero."""
+
+    def __init__(self, metric: Metric, every_n_epochs: int) -> None:
+        if every_n_epochs < 1:
+            raise MisconfigurationException(f"{type(self).__name__}: every_n_epochs must be at least 1, got {every_n_epochs}")
+        self.metric = metric
+        self.every_n_epochs = every_n_epochs
+
+    def _due(self, trainer: "pl.Trainer") -> bool:
+        return not trainer.sanity_checking and is_due(trainer.current_epoch, self.every_n_epochs)
+
+    @override
+    def on_validation_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self.metric.to(pl_module.device)
+        self.metric.reset()
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: "pl.Trainer",
+        pl_module: "pl.LightningModule",
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if not self._due(trainer):
+            return
+        logits = validation_logits(outputs, self)
+        if logits is not None:
+            self.update(logits.detach(), batch[1])
+
+    @override
+    def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not self._due(trainer) or not self.metric.update_called:
+            return
+        with self.metric.sync_context():  # a collective under DDP: every rank takes part
+            state = self.synced_state()
+        self.metric.reset()
+        if trainer.is_global_zero and (writer := find_tensorboard(trainer, self)) is not None:
+            self.write(writer, state, epoch_step(trainer))
+
+    @abstractmethod
+    def update(self, logits: Tensor, labels: Tensor) -> None:
+        """Add one validation batch to ``self.metric``."""
+
+    @abstractmethod
+    def synced_state(self) -> Tensor:
+        """The metric's state, read inside its sync context (whole validation set)."""
+
+    @abstractmethod
+    def write(self, writer: Any, state: Tensor, step: int) -> None:
+        """Draw ``state`` into TensorBoard; runs on global rank zero only."""
+
+
+class ConfusionMatrixImage(_ValidationMetricPicture):
+    """Each validation epoch, the confusion matrix of the whole validation set, as an image.
+
+    Rows are the true classes, columns the predicted ones, both labelled with class names; each
+    cell shows its count and is shaded by its share of the row.
+
+    Args:
+        every_n_epochs: write every this many epochs.
+        class_names: names of the classes, in label order.
+        tag: the image's tag in TensorBoard.
+
+    Example::
+
+        trainer = Trainer(callbacks=[ConfusionMatrixImage()])
+    """
+
+    def __init__(self, every_n_epochs: int = 1, class_names: Sequence[str] = CLASS_NAMES, tag: str = "Confusion Matrix") -> None:
+        super().__init__(MulticlassConfusionMatrix(len(class_names)), every_n_epochs)
+        self.class_names, self.tag = list(class_names), tag
+
+    def update(self, logits: Tensor, labels: Tensor) -> None:
+        self.metric.update(logits.argmax(dim=1), labels)
+
+    def synced_state(self) -> Tensor:
+        return self.metric.confmat.clone()
+
+    def write(self, writer: Any, state: Tensor, step: int) -> None:
+        writer.add_image(self.tag, confusion_matrix_image(state, self.class_names), global_step=step)
+
+
+class PRCurves(_ValidationMetricPicture):
+    """Each validation epoch, one precision-recall curve per class (one class against the rest).
+
+    The curves use ``num_thresholds`` thresholds on the softmax probability, like TensorBoard's
+    own ``add_pr_curve``, but the counts come from a binned torchmetrics state: constant memory,
+    and summed over DDP ranks.
+
+    Args:
+        num_thresholds: thresholds between 0 and 1 (TensorBoard's default is 127).
+        every_n_epochs: write every this many epochs.
+        class_names: names of the classes, in label order; tags are ``<prefix>/<name>``.
+        prefix: the tags' common prefix in TensorBoard.
+
+    Example::
+
+        trainer = Trainer(callbacks=[PRCurves(num_thresholds=201)])
+    """
+
+    def __init__(
+        self,
+        num_thresholds: int = 127,
+        every_n_epochs: int = 1,
+        class_names: Sequence[str] = CLASS_NAMES,
+        prefix: str = "PR",
+    ) -> None:
+        if num_thresholds < 2:
+            raise MisconfigurationException(f"PRCurves: num_thresholds must be at least 2, got {num_thresholds}")
+        super().__init__(MulticlassPrecisionRecallCurve(len(class_names), thresholds=num_thresholds), every_n_epochs)
+        self.num_thresholds, self.class_names, self.prefix = num_thresholds, list(class_names), prefix
+
+    def update(self, logits: Tensor, labels: Tensor) -> None:
+        self.metric.update(logits.float().softmax(dim=1), labels)
+
+    def synced_state(self) -> Tensor:
+        # counts per (threshold, class, true label, predicted label), summed over ranks
+        return self.metric.confmat.clone()
+
+    def write(self, writer: Any, state: Tensor, step: int) -> None:
+        counts = state.cpu().double()
+        for index, name in enumerate(self.class_names):
+            tn, fp = counts[:, index, 0, 0], counts[:, index, 0, 1]
+            fn, tp = counts[:, index, 1, 0], counts[:, index, 1, 1]
+            precision = tp / (tp + fp).clamp(min=1e-7)  # as TensorBoard's own pr_curve summary does
+            recall = tp / (tp + fn).clamp(min=1e-7)
+            writer.add_pr_curve_raw(
+                f"{self.prefix}/{name}", tp, fp, tn, fn, precision, recall, global_step=step, num_thresholds=self.num_thresholds
+            )

@@ -1,0 +1,69 @@
+"""The run's hyperparameters and final metrics in TensorBoard's HParams tab.
+
+On by default in ``python -m fmnist fit``, so that runs with different settings compare in one table.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch.utils.tensorboard.summary import hparams
+from typing_extensions import override
+
+from callbacks.tensorboard import find_tensorboard
+
+
+class HyperparameterTable(Callback):
+    """Register the run in the HParams dashboard with its hyperparameters and metric columns.
+
+    The hyperparameters are those of the LightningModule and the LightningDataModule
+    (``save_hyperparameters``). The metric columns are scalar tags the run logs anyway; the
+    dashboard shows each one's latest value, e.g. the best validation accuracy so far. Unlike
+    ``TensorBoardLogger.log_hyperparams(params, metrics)``, this writes no placeholder metric
+    values (no ``hp_metric = -1``): the table only shows numbers the run really measured.
+
+    Args:
+        metrics: scalar tags shown as metric columns.
+
+    Example::
+
+        trainer = Trainer(callbacks=[HyperparameterTable(["Accuracy/val_best", "Loss/val"])])
+    """
+
+    def __init__(self, metrics: Sequence[str] = ("Accuracy/val_best", "Loss/val")) -> None:
+        if not metrics:
+            raise MisconfigurationException("HyperparameterTable needs at least one metric tag")
+        self.metrics = list(metrics)
+
+    @override
+    def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not trainer.is_global_zero:
+            return
+        writer = find_tensorboard(trainer, self)
+        if writer is None:
+            return
+        params = dict(_flatten(pl_module.hparams_initial))
+        if trainer.datamodule is not None:
+            params.update(_flatten(trainer.datamodule.hparams_initial))
+        file_writer = writer._get_file_writer()  # the public add_hparams would create a second run
+        for summary in hparams(params, dict.fromkeys(self.metrics, 0.0)):
+            file_writer.add_summary(summary)
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> Any:
+    """``(name, value)`` pairs TensorBoard accepts; class configs read ``optimizer``, ``optimizer.lr``."""
+    for key, value in values.items():
+        if key.startswith("_"):
+            continue  # Lightning's bookkeeping, such as _instantiator
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and "class_path" in value:
+            yield name, str(value["class_path"])
+            yield from _flatten(value.get("init_args") or {}, f"{name}.")
+        elif isinstance(value, Mapping):
+            yield from _flatten(value, f"{name}.")
+        elif isinstance(value, (bool, int, float, str)):
+            yield name, value
+        else:
+            yield name, str(value)
