@@ -58,7 +58,7 @@ class _ValidationMetricPicture(Callback, ABC):
 
     @override
     def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if not self._due(trainer) or not self.metric.update_called:
+        if not self._due(trainer) or not self.metric.update_count:
             return
         with self.metric.sync_context():  # a collective under DDP: every rank takes part
             state = self.synced_state()

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor
 from typing_extensions import override
@@ -33,8 +34,9 @@ class EmbeddingProjector(Callback):
     global rank zero only).
 
     Args:
-        num_images: how many validation images to embed; at most the validation set's size, and
-            few enough for the sprite of all thumbnails to fit TensorBoard's 8192 x 8192 pixels.
+        num_images: how many validation images to embed (all of them when the validation set is
+            smaller); few enough for the sprite of all thumbnails to fit TensorBoard's 8192 x 8192
+            pixels, or the run stops with an error before training.
         layer: the submodule whose output is the embedding (``net.fc1``: the 128-d features).
         every_n_epochs: also write after every this many epochs; ``0``: only at the end of fit.
         seed: chooses the sample; independent of the training seed.
@@ -81,19 +83,20 @@ class EmbeddingProjector(Callback):
 
     def _draw_sample(self, trainer: "pl.Trainer") -> tuple[Tensor, Tensor]:
         dataset = validation_dataset(trainer)
-        if self.num_images > len(dataset):
-            raise MisconfigurationException(
-                f"EmbeddingProjector: num_images={self.num_images} but the validation set holds {len(dataset)}"
-                " images; embed fewer, or validate on the 10k test images with --data.val_size 0"
+        count = self.num_images
+        if count > len(dataset):
+            rank_zero_warn(
+                f"EmbeddingProjector: num_images={count} but the validation set holds {len(dataset)} images;"
+                " embedding all of them (--data.val_size 0 validates on the 10k test images)"
             )
-        images, labels = fixed_sample(dataset, self.num_images, self.seed)
-        side = math.ceil(math.sqrt(self.num_images)) * max(images.shape[-2:])
+            count = len(dataset)
+        side = math.ceil(math.sqrt(count)) * max(dataset[0][0].shape[-2:])
         if side > MAX_SPRITE_SIDE:
             raise MisconfigurationException(
-                f"EmbeddingProjector: num_images={self.num_images} makes a {side}x{side} px sprite; TensorBoard"
-                f" shows at most {MAX_SPRITE_SIDE}x{MAX_SPRITE_SIDE}"
+                f"EmbeddingProjector: num_images={count} makes a {side}x{side} px sprite of thumbnails;"
+                f" TensorBoard shows at most {MAX_SPRITE_SIDE}x{MAX_SPRITE_SIDE}: embed fewer images"
             )
-        return images, labels
+        return fixed_sample(dataset, count, self.seed)
 
     @override
     def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -105,9 +108,8 @@ class EmbeddingProjector(Callback):
         self._write(trainer, pl_module)
 
     def _write(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        step = epoch_step(trainer)
-        if not trainer.is_global_zero or self._written_at == step:
-            return
+        if not trainer.is_global_zero or self._written_at == trainer.global_step:
+            return  # the end of fit right after an epoch that was written: same weights
         writer = find_tensorboard(trainer, self)
         if writer is None:
             return
@@ -121,10 +123,10 @@ class EmbeddingProjector(Callback):
             metadata=metadata,
             metadata_header=["label", "predicted"],
             label_img=to_unit_range(images, self.value_range),
-            global_step=step,
+            global_step=epoch_step(trainer),
             tag=self.tag,
         )
-        self._written_at = step
+        self._written_at = trainer.global_step
 
     def _embed(self, pl_module: "pl.LightningModule", images: Tensor) -> tuple[Tensor, Tensor]:
         """The layer's output and the predicted class for ``images``, in batches of 500."""

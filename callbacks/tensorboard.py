@@ -34,7 +34,8 @@ def find_tensorboard(trainer: "pl.Trainer", callback: Callback) -> Optional[Summ
 def epoch_step(trainer: "pl.Trainer") -> int:
     """The step Lightning logs epoch-end scalars at, so pictures line up with the scalars.
 
-    That is the step of the epoch's last training batch, one less than ``trainer.global_step``
-    after it; a run resumed from the epoch's checkpoint then starts strictly after it.
+    That is the step of the epoch's last training batch: one less than ``trainer.global_step``
+    once its optimizer step is done. A run resumed from that epoch's checkpoint (whose global
+    step is ``trainer.global_step``) then continues strictly after it.
     """
-    return int(getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step))
+    return max(trainer.global_step - 1, 0)
