@@ -1,0 +1,234 @@
+"""Speed benchmark: ``python -m fmnist.benchmark [--epochs 5]`` (about 8 minutes on 2 CPU cores).
+
+Times, in one run on the same data: the tutorial's own training loop (per-image PIL transforms,
+``SummaryWriter`` and all), ``fit`` with every callback, ``fit`` without callbacks, and the bare
+train step (the compute floor); prints seconds per epoch (median of the epochs), the ratios,
+peak memory and test accuracy, and how long ``python -m fmnist --help`` takes next to importing
+lightning and torchvision. Each part runs in a process of its own, so that its peak memory and
+its warm-up are its own.
+"""
+
+import argparse
+import gzip
+import json
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from typing_extensions import override
+
+PARTS = {
+    "tutorial": "tutorial loop (PIL transforms, SummaryWriter)",
+    "fit": "fit, every callback",
+    "fit_plain": "fit, no callbacks",
+    "step": "bare train step",
+}
+
+
+class EpochTimer(pl.Callback):
+    """Wall time of each training epoch, its validation and the callbacks' work included."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    @override
+    def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._start = time.perf_counter()
+
+    @override
+    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def run_fit(epochs: int, workdir: Path, callbacks: bool) -> dict:
+    from fmnist.cli import FashionCLI, _quiet_lightning
+
+    _quiet_lightning()
+    args = ["fit", "--trainer.max_epochs", str(epochs), "--trainer.enable_progress_bar", "false",
+            "--trainer.logger.init_args.save_dir", str(workdir / "runs")]  # fmt: skip
+    if not callbacks:
+        args += ["--trainer.callbacks", "[]"]
+    args += ["--trainer.callbacks+=fmnist.benchmark.EpochTimer"]
+    cli = FashionCLI(args)
+    # the CLI imports fmnist.benchmark.EpochTimer; under `python -m` this file is __main__
+    from fmnist.benchmark import EpochTimer as Timer
+
+    timer = next(cb for cb in cli.trainer.callbacks if isinstance(cb, Timer))
+    (result,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
+    return {"epochs": timer.seconds, "accuracy": result["Accuracy/test"]}
+
+
+def run_step(epochs: int, workdir: Path) -> dict:
+    """The model's training step alone, on the same decoded tensors and batch size as ``fit``."""
+    from fmnist.data import FashionMNISTDataModule
+    from fmnist.module import FashionMNISTClassifier
+
+    data = FashionMNISTDataModule()
+    data.prepare_data()
+    data.setup("fit")
+    images, labels = data.train_set.tensors
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    images, labels = images.to(device), labels.to(device)
+    torch.manual_seed(42)
+    model = FashionMNISTClassifier().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for batch in torch.randperm(len(images), device=device).split(data.hparams.batch_size):
+            loss = torch.nn.functional.cross_entropy(model(images[batch]), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return {"epochs": seconds}
+
+
+def run_tutorial(epochs: int, workdir: Path) -> dict:
+    """The tutorial's loop as published: torchvision dataset and transforms, SummaryWriter logging."""
+    import torchvision
+    import torchvision.transforms as transforms
+    from torch.utils.tensorboard import SummaryWriter
+
+    from fmnist import idx
+    from fmnist.model import FashionCNN
+
+    raw = workdir / "FashionMNIST" / "raw"  # torchvision reads uncompressed files in this layout
+    raw.mkdir(parents=True, exist_ok=True)
+    for split in idx.locate(Path("data")).values():
+        for path in (split.images, split.labels):
+            with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as src, open(raw / path.name.removesuffix(".gz"), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    trainset = torchvision.datasets.FashionMNIST(root=str(workdir), train=True, download=False, transform=transform)
+    trainloader = torch.utils.data.DataLoader(trainset, batch_size=64, shuffle=True)
+    testset = torchvision.datasets.FashionMNIST(root=str(workdir), train=False, download=False, transform=transform)
+    testloader = torch.utils.data.DataLoader(testset, batch_size=64, shuffle=False)
+    torch.manual_seed(42)
+    model = FashionCNN().to(device)
+    criterion = torch.nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    writer = SummaryWriter(log_dir=str(workdir / "runs/fashion_mnist_lr_0.001_bs_64"))
+    writer.add_graph(model, next(iter(trainloader))[0].to(device))
+    seconds, val_acc = [], 0.0
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        train_loss, train_correct, train_total = 0.0, 0, 0
+        for images, labels in trainloader:
+            images, labels = images.to(device), labels.to(device)
+            optimizer.zero_grad()
+            outputs = model(images)
+            loss = criterion(outputs, labels)
+            loss.backward()
+            optimizer.step()
+            train_loss += loss.item()
+            train_total += labels.size(0)
+            train_correct += (outputs.argmax(1) == labels).sum().item()
+        writer.add_scalar("Loss/train", train_loss / len(trainloader), epoch)
+        writer.add_scalar("Accuracy/train", train_correct / train_total, epoch)
+        model.eval()
+        val_loss, val_correct, val_total = 0.0, 0, 0
+        with torch.no_grad():
+            for images, labels in testloader:
+                images, labels = images.to(device), labels.to(device)
+                outputs = model(images)
+                val_loss += criterion(outputs, labels).item()
+                val_total += labels.size(0)
+                val_correct += (outputs.argmax(1) == labels).sum().item()
+        val_acc = val_correct / val_total
+        writer.add_scalar("Loss/val", val_loss / len(testloader), epoch)
+        writer.add_scalar("Accuracy/val", val_acc, epoch)
+        writer.add_scalars("Losses", {"train": train_loss / len(trainloader), "val": val_loss / len(testloader)}, epoch)
+        writer.add_image("Sample Images", torchvision.utils.make_grid(images[:8], normalize=True), epoch)
+        for name, param in model.named_parameters():
+            writer.add_histogram(name, param, epoch)
+            if param.grad is not None:
+                writer.add_histogram(f"{name}.grad", param.grad, epoch)
+        writer.flush()
+        seconds.append(time.perf_counter() - start)
+    writer.close()
+    return {"epochs": seconds, "accuracy": val_acc}
+
+
+def run_part(part: str, epochs: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"fmnist-bench-{part}-") as tmp:
+        workdir = Path(tmp)
+        if part == "tutorial":
+            result = run_tutorial(epochs, workdir)
+        elif part == "step":
+            result = run_step(epochs, workdir)
+        else:
+            result = run_fit(epochs, workdir, callbacks=part == "fit")
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def time_command(command: list[str], repeat: int = 3) -> float:
+    seconds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fmnist.benchmark", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per part (default: 5)")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
+    parser.add_argument("--part", help=argparse.SUPPRESS)  # internal: run one part in this process
+    args = parser.parse_args(argv)
+    if args.part:
+        print(json.dumps(run_part(args.part, args.epochs)))
+        return
+
+    cpu = platform.processor() or platform.machine()
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({cpu}), {torch.get_num_threads()} threads"
+    print(f"fmnist benchmark: {args.epochs} epochs per part, batch 64, torch {torch.__version__}, lightning {pl.__version__}, {device}")
+    results = {}
+    for part in args.parts.split(","):
+        done = subprocess.run(
+            [sys.executable, "-m", "fmnist.benchmark", "--part", part, "--epochs", str(args.epochs)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        results[part] = json.loads(done.stdout.strip().splitlines()[-1])
+        results[part]["median"] = statistics.median(results[part]["epochs"])
+        r = results[part]
+        accuracy = f"{r['accuracy']:.4f}" if "accuracy" in r else "-"
+        epochs = " ".join(f"{s:.1f}" for s in r["epochs"])
+        print(f"  {PARTS[part]:<46} {r['median']:6.2f} s/epoch  peak RSS {r['peak_rss_mb']:6.0f} MB  test acc {accuracy}  (epochs: {epochs})")
+
+    def ratio(a: str, b: str, target: str, limit: float) -> None:
+        if a in results and b in results:
+            value = results[a]["median"] / results[b]["median"]
+            verdict = "ok" if value <= limit else "MISSED"
+            print(f"  {target:<46} {value:6.3f}   (target <= {limit}: {verdict})")
+
+    print("ratios")
+    ratio("fit", "tutorial", "fit / tutorial loop", 0.75)
+    ratio("fit", "step", "fit / bare train step", 1.10)
+    ratio("fit", "fit_plain", "fit / fit without callbacks", 1.05)
+    if "fit" in results:
+        print(f"  {'peak RSS of fit':<46} {results['fit']['peak_rss_mb']:6.0f} MB (target < 2048)")
+    cli = time_command([sys.executable, "-m", "fmnist", "--help"])
+    imports = time_command([sys.executable, "-c", "import lightning, torchvision"])
+    verdict = "ok" if cli <= 1.2 * imports else "MISSED"
+    print(f"  {'python -m fmnist --help':<46} {cli:6.2f} s vs {imports:.2f} s to import lightning and torchvision:"
+          f" {cli / imports:.2f}x (target <= 1.2: {verdict})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
