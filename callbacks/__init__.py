@@ -4,6 +4,7 @@ Listed in ``configs/default.yaml`` as ``class_path: callbacks.<Name>``; every on
 the trainer's TensorBoardLogger (found by :func:`find_tensorboard`) on global rank zero.
 """
 
+from callbacks.averaging import WeightEMA
 from callbacks.divergence import DivergenceGuard, TrainingDivergedError
 from callbacks.evaluation import ConfusionMatrixImage, PRCurves
 from callbacks.graph import ModelGraph
@@ -28,5 +29,6 @@ __all__ = [
     "PredictionWriter",
     "SampleImages",
     "TrainingDivergedError",
+    "WeightEMA",
     "find_tensorboard",
 ]

@@ -4,6 +4,7 @@ Used by ``python -m fmnist fit|validate|test|predict``; every ``__init__`` argum
 ``--model.*`` flag (``--model.lr 0.01``, ``--model.optimizer SGD``).
 """
 
+import copy
 from typing import Any, Optional
 
 import torch
@@ -71,6 +72,17 @@ class FashionMNISTClassifier(LightningModule):
         self.val_acc_best = MaxMetric()
         # saved in checkpoints, so the best accuracy survives a resume
         self.val_acc_best.persistent(True)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "FashionMNISTClassifier":
+        # Copies (weight averaging makes one) share the optimizer and scheduler factories: they
+        # are functions, and LightningCLI's keep the whole CLI alive (trainer, data and all)
+        # through their instantiator, which deepcopy would otherwise copy too.
+        for factory in (self.optimizer, self.scheduler):
+            memo[id(factory)] = factory
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        copied.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return copied
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.contiguous(memory_format=self.memory_format))

@@ -63,6 +63,9 @@ class TensorBoardProfiler(PyTorchProfiler):
             record_shapes=record_shapes,
             profile_memory=profile_memory,
             with_stack=with_stack,
+            # per-module ranges hook objects onto every layer that cannot be deep-copied, and weight
+            # averaging (callbacks.WeightEMA) deep-copies the model
+            record_module_names=False,
         )
 
     def summary(self) -> str:
@@ -75,5 +78,6 @@ class TensorBoardProfiler(PyTorchProfiler):
                 # still the same run for TensorBoard
                 with SummaryWriter(logger.log_dir, filename_suffix=".profiler") as writer:
                     indented = "\n".join("    " + line for line in table.splitlines())  # a Markdown code block
-                    writer.add_text(f"Profiler/{self._stage}", indented, global_step=trainer.global_step)
+                    stage = getattr(self._stage, "value", self._stage)  # "fit", not "TrainerFn.FITTING"
+                    writer.add_text(f"Profiler/{stage}", indented, global_step=trainer.global_step)
         return table
