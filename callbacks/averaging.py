@@ -19,8 +19,7 @@ class WeightEMA(WeightAveraging):
     Lightning's ``EMAWeightAveraging`` uses ``decay`` from the first step, so after a few hundred
     steps the average still mostly holds the first step's weights: a short run validates far
     below its real accuracy. Validation, checkpoints (``state_dict``), ``test`` and ``predict`` use
-    the average; training continues on the raw weights. The decay is a tensor operation, so the
-    update never waits for the GPU.
+    the average; training continues on the raw weights.
 
     Measured on Fashion-MNIST after 5 epochs, two seeds: test accuracy 0.9148 / 0.9132 with this
     average, 0.9124 / 0.9103 with a fixed decay of 0.999, 0.9087 / 0.9093 without averaging.
@@ -40,14 +39,15 @@ class WeightEMA(WeightAveraging):
     def __init__(self, decay: float = 0.999, device: str | None = None) -> None:
         if not 0 < decay < 1:
             raise MisconfigurationException(f"WeightEMA: decay must be between 0 and 1, got {decay}")
-        super().__init__(device=device, use_buffers=True, avg_fn=_warming_ema(decay))
+        super().__init__(device=device, use_buffers=True, multi_avg_fn=_warming_ema(decay))
         self.decay = decay
 
 
-def _warming_ema(decay: float) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-    def average(averaged: Tensor, current: Tensor, num_averaged: Tensor) -> Tensor:
-        n = num_averaged.to(averaged.dtype)
-        step_decay = torch.clamp((1 + n) / (10 + n), max=decay)
-        return averaged + (current - averaged) * (1 - step_decay)
+def _warming_ema(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
+    def average(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
+        # AveragedModel reads num_averaged on the host for every update anyway, so .item() adds no
+        # synchronisation; one fused in-place lerp, as torch's own get_ema_multi_avg_fn does
+        n = num_averaged.item()
+        torch._foreach_lerp_(averaged, current, 1 - min(decay, (1 + n) / (10 + n)))
 
     return average
