@@ -1,5 +1,6 @@
 """Runs that diverge, get killed and resume, start together, or spread over processes (DDP)."""
 
+import math
 import os
 import signal
 import subprocess
@@ -108,7 +109,7 @@ def test_sigkill_mid_epoch_then_resume_is_one_continuous_run(tmp_path: Path) -> 
     for tag in ("Loss/train", "Loss/val", "Accuracy/val", "Accuracy/val_best"):
         steps = [event.step for event in board.Scalars(tag)]
         assert len(steps) == 5 and steps == sorted(set(steps)), (tag, steps)
-    steps_per_epoch = 4000 // 32 + 1
+    steps_per_epoch = math.ceil(4000 / 32)
     assert [e.step for e in board.Scalars("Loss/val")] == [(i + 1) * steps_per_epoch - 1 for i in range(5)]
     assert [image.step for image in board.Images("Sample Images")] == [e.step for e in board.Scalars("Loss/val")]
     final = torch.load(last, map_location="cpu", weights_only=False)
@@ -130,7 +131,7 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path: Path) -> None
     pids = set()
     for run in runs:
         (event_file,) = run.glob("events.out.tfevents.*")
-        pids.add(event_file.name.split(".")[4])
+        pids.add(event_file.name.split(".")[5])  # events.out.tfevents.<time>.<host>.<pid>.<n>
         assert len(events(run).Scalars("Loss/val")) == 1
         assert (run / "config.yaml").is_file() and (run / "hparams.yaml").is_file()
         assert len(list((run / "checkpoints").glob("*.ckpt"))) == 2
