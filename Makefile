@@ -36,6 +36,14 @@ test: install data
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
+# README pictures: two short real-data runs, served by TensorBoard, photographed in headless Chromium
+# (needs Debian's chromium: apt-get install chromium)
+screenshots: install data
+	$(PY) docs/screenshots.py
+
+benchmark: install data
+	$(PY) -m fmnist.benchmark
+
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir runs
 

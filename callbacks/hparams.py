@@ -3,10 +3,12 @@
 On by default in ``python -m fmnist fit``, so that runs with different settings compare in one table.
 """
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+from jsonargparse.typing import import_object
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch.utils.tensorboard.summary import hparams
@@ -53,17 +55,33 @@ class HyperparameterTable(Callback):
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> Any:
-    """``(name, value)`` pairs TensorBoard accepts; class configs read ``optimizer``, ``optimizer.lr``."""
+    """``(name, value)`` pairs TensorBoard accepts.
+
+    A class given as configuration reads ``optimizer: torch.optim.SGD`` plus one column per
+    argument that differs from the class's default (``optimizer.momentum``), not one per argument.
+    """
     for key, value in values.items():
         if key.startswith("_"):
             continue  # Lightning's bookkeeping, such as _instantiator
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and "class_path" in value:
             yield name, str(value["class_path"])
-            yield from _flatten(value.get("init_args") or {}, f"{name}.")
+            yield from _flatten(_non_defaults(value["class_path"], value.get("init_args") or {}), f"{name}.")
         elif isinstance(value, Mapping):
             yield from _flatten(value, f"{name}.")
         elif isinstance(value, (bool, int, float, str)):
             yield name, value
         else:
             yield name, str(value)
+
+
+def _non_defaults(class_path: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        parameters = inspect.signature(import_object(class_path)).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return dict(arguments)
+    def default(name: str) -> Any:
+        value = parameters[name].default
+        return list(value) if isinstance(value, tuple) else value  # YAML has lists, signatures tuples
+
+    return {k: v for k, v in arguments.items() if k not in parameters or default(k) != v}

@@ -64,18 +64,114 @@ def tensorboard(logdir: Path) -> Iterator[str]:
         log.close()
 
 
-def shoot(page, url: str, path: Path, ready: str, settle: float = 1.5, before=None) -> None:
-    """Open ``url``, wait until ``ready`` (a CSS selector) is visible and drawing has settled."""
-    page.goto(url)
-    page.wait_for_selector(ready, state="visible", timeout=60_000)
-    if before is not None:
-        before(page)
-    page.wait_for_timeout(settle * 1000)
-    page.screenshot(path=str(path))
-    print(f"wrote {path}")
+def settle(page, locator, tries: int = 20) -> None:
+    """Wait until two pictures of ``locator`` taken half a second apart agree (drawing is done)."""
+    previous = None
+    for _ in range(tries):
+        frame = locator.screenshot()
+        if frame == previous:
+            return
+        previous = frame
+        page.wait_for_timeout(500)
+
+
+def time_series(page, url: str) -> None:
+    # SVG charts: the canvas renderer sometimes shows no lines in a headless screenshot
+    page.goto(url + "/?forceSVG=true#timeseries")
+    page.locator("input[placeholder='Filter tags (regex)']").fill("^(Loss|Accuracy)/(train|val)$")
+    page.keyboard.press("Escape")  # close the tag suggestions
+    page.get_by_role("button", name="Settings").first.click()  # the settings pane covers the charts at first
+    page.locator("scalar-card svg path").first.wait_for(state="attached", timeout=60_000)
+
+
+def custom_scalars(page, url: str) -> None:
+    page.goto(url + "/?forceSVG=true#custom_scalars")
+    page.get_by_text("Losses").filter(visible=True).first.wait_for(timeout=60_000)
+
+
+def filter_tags(page, url: str, dashboard: str, regex: str) -> None:
+    """Open a dashboard with only the tags matching ``regex``."""
+    page.goto(f"{url}/#{dashboard}")
+    box = page.get_by_label("Filter tags (regular expressions supported)").filter(visible=True).first
+    box.wait_for(timeout=60_000)
+    box.fill(regex)
+
+
+def images(page, url: str) -> None:
+    filter_tags(page, url, "images", "Sample|Misclassified")
+    page.get_by_text("Show actual image size").click(timeout=60_000)
+    page.get_by_text("step", exact=False).filter(visible=True).first.wait_for(timeout=60_000)
+
+
+def confusion_matrix(page, url: str) -> None:
+    filter_tags(page, url, "images", "Confusion")
+    page.get_by_text("Show actual image size").click(timeout=60_000)
+    page.get_by_text("step", exact=False).filter(visible=True).first.wait_for(timeout=60_000)
+
+
+def graphs(page, url: str) -> None:
+    page.goto(url + "/#graphs")
+    for name in ("FashionMNISTClassifier", "FashionMNISTClassifier/FashionCNN[net]"):  # open the nested modules
+        node = page.locator(f"g.node[data-name='{name}']")
+        node.wait_for(timeout=60_000)
+        node.dblclick()
+        page.wait_for_timeout(1500)
+    page.get_by_text("Fit to screen").click()
+
+
+def histograms(page, url: str) -> None:
+    filter_tags(page, url, "histograms", r"net\.(conv2|fc1)\.weight")
+    page.get_by_text("weights/net.fc1.weight").filter(visible=True).first.wait_for(timeout=60_000)
+
+
+def distributions(page, url: str) -> None:
+    filter_tags(page, url, "distributions", r"net\.(conv2|fc1)\.weight")
+    page.get_by_text("weights/net.fc1.weight").filter(visible=True).first.wait_for(timeout=60_000)
+
+
+def projector(page, url: str) -> None:
+    page.goto(url + "/#projector")
+    frame = None
+    for _ in range(120):
+        frame = next((f for f in page.frames if "projector_binary" in f.url), None)
+        if frame is not None and frame.locator("paper-dropdown-menu[label='Color by']").count():
+            break
+        page.wait_for_timeout(500)
+    color_by = frame.locator("paper-dropdown-menu[label='Color by']")
+    color_by.click(timeout=60_000)
+    color_by.locator("paper-item", has_text="label").filter(visible=True).first.click()
+    canvas = frame.locator("vz-projector canvas").first
+    canvas.click(position={"x": 5, "y": 5})  # stops the 3-D view's endless rotation
+    settle(page, canvas)
+
+
+def pr_curves(page, url: str) -> None:
+    filter_tags(page, url, "pr_curves", "Shirt|Coat|Pullover|Trouser")  # the hard classes, and an easy one
+    page.get_by_text("PR/Trouser").filter(visible=True).first.wait_for(timeout=60_000)
+
+
+def hparams(page, url: str) -> None:
+    page.goto(url + "/#hparams")
+    page.get_by_text("Accuracy/val_best").filter(visible=True).first.wait_for(timeout=60_000)
+    same_in_every_run = {"channels_last", "conv1_channels", "conv2_channels", "data_dir", "download", "dropout",
+                         "hidden_size", "num_workers", "scheduler", "split_seed"}  # fmt: skip
+    compared = {"lr", "batch_size", "optimizer", "val_size"}
+    for box in page.locator("paper-checkbox").all():  # the columns that differ, and the metrics, fit on the page
+        name, checked = box.inner_text().strip(), box.get_attribute("aria-checked") == "true"
+        if (name in same_in_every_run and checked) or (name in compared and not checked):
+            box.click()
+
+
+DASHBOARDS = {
+    "time_series": time_series, "custom_scalars": custom_scalars, "images": images,
+    "confusion_matrix": confusion_matrix, "graphs": graphs,
+    "histograms": histograms, "distributions": distributions, "projector": projector, "pr_curves": pr_curves,
+    "hparams": hparams,
+}  # fmt: skip
 
 
 def screenshots(url: str, out: Path, browser_path: str) -> list[Path]:
+    """One PNG per dashboard in ``out``; each page is shown once it has drawn what matters."""
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -83,40 +179,13 @@ def screenshots(url: str, out: Path, browser_path: str) -> list[Path]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=browser_path, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
-
-        def expand_all(page) -> None:  # open every collapsed card group so the pictures show
-            for pane in page.locator("button.expand-button, .group-toggle").all():
-                with contextlib.suppress(Exception):
-                    pane.click(timeout=1000)
-
-        def projector_colour_by_label(page) -> None:
-            page.wait_for_selector("vz-projector .status", state="hidden", timeout=60_000)
-            page.locator("#color-by .mat-select, #color-by").first.click(timeout=5000)
-            page.get_by_text("label", exact=False).first.click(timeout=5000)
-            canvas = page.locator("vz-projector canvas").first
-            canvas.click(position={"x": 10, "y": 10})  # stop the 3-D view's endless rotation
-            previous = None
-            for _ in range(20):  # until two frames agree
-                frame = canvas.screenshot()
-                if frame == previous:
-                    break
-                previous = frame
-                page.wait_for_timeout(500)
-
-        dashboards = [
-            ("time_series", "/?forceSVG=true&darkMode=false#timeseries", "svg path.line, .line-chart svg path", None),
-            ("custom_scalars", "/?forceSVG=true#custom_scalars", "tf-custom-scalar-margin-chart-card, vz-line-chart2", None),
-            ("images", "/#images", "tf-image-loader img, img.image", expand_all),
-            ("graphs", "/#graphs", "tf-graph-scene svg .node, svg .node", None),
-            ("histograms", "/#histograms", "tf-histogram-dashboard vz-histogram-timeseries svg path, vz-histogram-timeseries", expand_all),
-            ("distributions", "/#distributions", "tf-distribution-dashboard vz-distribution-chart, vz-line-chart2", expand_all),
-            ("projector", "/#projector", "vz-projector canvas", projector_colour_by_label),
-            ("pr_curves", "/#pr_curves", "tf-pr-curve-card, vz-line-chart2", expand_all),
-            ("hparams", "/#hparams", "tf-hparams-table-view, tf-hparams-session-group-values, table", None),
-        ]
-        for name, path, ready, before in dashboards:
+        for name, show in DASHBOARDS.items():
+            show(page, url)
+            page.wait_for_timeout(1000)
+            settle(page, page)  # charts drawn, animations over
             target = out / f"{name}.png"
-            shoot(page, url + path, target, ready, before=before)
+            page.screenshot(path=str(target))
+            print(f"wrote {target}")
             shots.append(target)
         browser.close()
     return shots
