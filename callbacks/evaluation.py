@@ -63,7 +63,7 @@ class _ValidationMetricPicture(Callback, ABC):
         with self.metric.sync_context():  # a collective under DDP: every rank takes part
             state = self.synced_state()
         self.metric.reset()
-        if trainer.is_global_zero and (writer := find_tensorboard(trainer, self)) is not None:
+        if (writer := find_tensorboard(trainer, self)) is not None:
             self.write(writer, state, epoch_step(trainer))
 
     @abstractmethod

@@ -27,8 +27,6 @@ class ModelGraph(Callback):
 
     @override
     def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if not trainer.is_global_zero:
-            return
         example = pl_module.example_input_array
         if not isinstance(example, (Tensor, tuple)):
             rank_zero_warn("ModelGraph needs the LightningModule's example_input_array; no graph is written.")

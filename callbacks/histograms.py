@@ -47,7 +47,7 @@ class ParameterHistograms(Callback):
 
     @override
     def on_before_optimizer_step(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", optimizer: Optimizer) -> None:
-        if not (self._last_batch and trainer.is_global_zero and is_due(trainer.current_epoch, self.every_n_epochs)):
+        if not (self._last_batch and is_due(trainer.current_epoch, self.every_n_epochs)):
             return
         writer = find_tensorboard(trainer, self)
         if writer is None:

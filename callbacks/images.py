@@ -64,7 +64,7 @@ class SampleImages(Callback):
 
     @override
     def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or not is_due(trainer.current_epoch, self.every_n_epochs):
+        if trainer.sanity_checking or not is_due(trainer.current_epoch, self.every_n_epochs):
             return
         writer = find_tensorboard(trainer, self)
         if writer is None:

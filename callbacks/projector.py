@@ -108,7 +108,7 @@ class EmbeddingProjector(Callback):
         self._write(trainer, pl_module)
 
     def _write(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if not trainer.is_global_zero or self._written_at == trainer.global_step:
+        if self._written_at == trainer.global_step:
             return  # the end of fit right after an epoch that was written: same weights
         writer = find_tensorboard(trainer, self)
         if writer is None:

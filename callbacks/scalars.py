@@ -42,8 +42,6 @@ class MultilineCharts(Callback):
 
     @override
     def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if not trainer.is_global_zero:
-            return
         writer = find_tensorboard(trainer, self)
         if writer is None:
             return

@@ -13,12 +13,14 @@ _warned: "weakref.WeakSet[Callback]" = weakref.WeakSet()
 
 
 def find_tensorboard(trainer: "pl.Trainer", callback: Callback) -> Optional[SummaryWriter]:
-    """The ``SummaryWriter`` of the first ``TensorBoardLogger`` in ``trainer.loggers``.
+    """The ``SummaryWriter`` of the first ``TensorBoardLogger`` in ``trainer.loggers``, on global rank zero.
 
-    Without one, warns once per callback (on rank zero) and returns ``None``, so the callback
-    skips its work and training goes on. Call it on global rank zero only: other ranks hold a
-    dummy experiment.
+    Returns ``None`` on every other rank (visual work happens once), and when there is no
+    TensorBoard logger, after warning once per callback; the callback then skips its work and
+    training goes on.
     """
+    if not trainer.is_global_zero:
+        return None
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             return logger.experiment
