@@ -66,6 +66,8 @@ class TensorBoardProfiler(PyTorchProfiler):
             # per-module ranges hook objects onto every layer that cannot be deep-copied, and weight
             # averaging (callbacks.WeightEMA) deep-copies the model
             record_module_names=False,
+            # keep the training steps' events when validation is profiled: the summary covers both
+            acc_events=True,
         )
 
     def summary(self) -> str:

@@ -200,3 +200,8 @@ def test_profiler_plugin_lists_the_profiled_run(server: Server) -> None:
         runs = server.json("/data/plugin/pytorch_profiler/runs")["runs"]
         time.sleep(1)
     assert runs == [RUN]
+    workers = server.json("/data/plugin/pytorch_profiler/workers", run=RUN, view="Overview")
+    training = next(worker for worker in workers if worker.endswith("training_step"))
+    (span,) = server.json("/data/plugin/pytorch_profiler/spans", run=RUN, worker=training)
+    overview = server.json("/data/plugin/pytorch_profiler/overview", run=RUN, worker=training, span=span)
+    assert len(overview["steps"]["rows"]) >= 3, "the profiled training steps, parsed by the plugin"
