@@ -26,6 +26,6 @@ def test_profiled_fit_writes_traces_and_summary(fmnist) -> None:
 
     table = (run / "fit-profile.txt").read_text()
     assert "Self CPU" in table and "aten::" in table
-    assert "training_step" in table and "validation_step" in table, "the summary covers both stages"
+    assert "run_training_batch" in table and "Strategy.validati" in table, "the summary covers both stages"
     (text,) = events(run).Tensors("Profiler/fit/text_summary")
     assert b"aten::" in text.tensor_proto.string_val[0]
