@@ -197,6 +197,7 @@ def test_projector_every_epoch_uses_distinct_steps(data_dir: Path) -> None:
         (lambda: callbacks.HyperparameterTable(metrics=[]), "at least one metric"),
         (lambda: callbacks.MultilineCharts({"Losses": []}), "at least one tag"),
         (lambda: callbacks.DivergenceGuard(every_n_steps=0), "every_n_steps must be at least 1"),
+        (lambda: callbacks.WeightEMA(decay=1.5), "decay must be between 0 and 1"),
     ],
 )
 def test_bad_arguments_are_refused_at_construction(make, message: str) -> None:

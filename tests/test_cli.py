@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from fmnist import cli
@@ -146,6 +147,18 @@ def test_bad_input_is_one_clear_line(fmnist, capsys, args: list[str], message: s
     assert "Traceback" not in err
     assert err.startswith("fmnist: error:") and len(err.strip().splitlines()) <= 2
     assert list(Path("runs").iterdir()) == []
+
+
+def test_checkpoint_shorthand_needs_a_tensorboard_logger(fmnist, capsys) -> None:
+    assert fmnist("test", "--trainer.logger", "false", "--ckpt_path", "last") == 2
+    assert "--ckpt_path last needs a TensorBoard logger" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU that is not there")
+def test_accelerator_that_is_not_there(fmnist, capsys) -> None:
+    assert fmnist("fit", "--trainer.accelerator", "gpu") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fmnist: error:") and "gpu" in err.lower() and "Traceback" not in err
 
 
 def test_file_that_is_not_a_checkpoint(fmnist, capsys) -> None:
