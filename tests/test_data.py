@@ -1,6 +1,5 @@
 """Finding, checking and splitting Fashion-MNIST: every way a user can provide it or get it wrong."""
 
-import gzip
 from pathlib import Path
 
 import numpy as np

@@ -17,9 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_dashboard_renders(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    sys.path.insert(0, str(REPO / "docs"))
+    monkeypatch.syspath_prepend(str(REPO / "docs"))  # docs/screenshots.py is a script, not a package
     import screenshots
 
     from fmnist.cli import main
