@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SYSTEM_DATA := /usr/share/datasets/fashion-mnist
 EPOCHS ?= 5
 
-.PHONY: fit test test-fast data install tensorboard benchmark screenshots clean
+.PHONY: fit test test-fast lint format data install tensorboard benchmark screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ test: install data
 
 test-fast: install
 	$(PY) -m pytest -m "not slow"
+
+# ruff, configured in pyproject.toml: lint and format check (CI runs it); `make format` rewrites
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # README pictures: two short real-data runs, served by TensorBoard, photographed in headless Chromium
 # (needs Debian's chromium: apt-get install chromium)

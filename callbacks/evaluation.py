@@ -28,7 +28,9 @@ class _ValidationMetricPicture(Callback, ABC):
 
     def __init__(self, metric: Metric, every_n_epochs: int) -> None:
         if every_n_epochs < 1:
-            raise MisconfigurationException(f"{type(self).__name__}: every_n_epochs must be at least 1, got {every_n_epochs}")
+            raise MisconfigurationException(
+                f"{type(self).__name__}: every_n_epochs must be at least 1, got {every_n_epochs}"
+            )
         self.metric = metric
         self.every_n_epochs = every_n_epochs
 
@@ -95,7 +97,9 @@ class ConfusionMatrixImage(_ValidationMetricPicture):
         trainer = Trainer(callbacks=[ConfusionMatrixImage()])
     """
 
-    def __init__(self, every_n_epochs: int = 1, class_names: Sequence[str] = CLASS_NAMES, tag: str = "Confusion Matrix") -> None:
+    def __init__(
+        self, every_n_epochs: int = 1, class_names: Sequence[str] = CLASS_NAMES, tag: str = "Confusion Matrix"
+    ) -> None:
         super().__init__(MulticlassConfusionMatrix(len(class_names)), every_n_epochs)
         self.class_names, self.tag = list(class_names), tag
 
@@ -154,5 +158,13 @@ class PRCurves(_ValidationMetricPicture):
             precision = tp / (tp + fp).clamp(min=1e-7)  # as TensorBoard's own pr_curve summary does
             recall = tp / (tp + fn).clamp(min=1e-7)
             writer.add_pr_curve_raw(
-                f"{self.prefix}/{name}", tp, fp, tn, fn, precision, recall, global_step=step, num_thresholds=self.num_thresholds
+                f"{self.prefix}/{name}",
+                tp,
+                fp,
+                tn,
+                fn,
+                precision,
+                recall,
+                global_step=step,
+                num_thresholds=self.num_thresholds,
             )

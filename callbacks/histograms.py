@@ -35,18 +35,26 @@ class ParameterHistograms(Callback):
 
     def __init__(self, every_n_epochs: int = 1, weights: bool = True, gradients: bool = True) -> None:
         if every_n_epochs < 1:
-            raise MisconfigurationException(f"ParameterHistograms: every_n_epochs must be at least 1, got {every_n_epochs}")
+            raise MisconfigurationException(
+                f"ParameterHistograms: every_n_epochs must be at least 1, got {every_n_epochs}"
+            )
         if not (weights or gradients):
-            raise MisconfigurationException("ParameterHistograms: weights and gradients are both off; remove the callback instead")
+            raise MisconfigurationException(
+                "ParameterHistograms: weights and gradients are both off; remove the callback instead"
+            )
         self.every_n_epochs, self.weights, self.gradients = every_n_epochs, weights, gradients
         self._last_batch = False
 
     @override
-    def on_train_batch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: object, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: object, batch_idx: int
+    ) -> None:
         self._last_batch = batch_idx + 1 >= trainer.num_training_batches
 
     @override
-    def on_before_optimizer_step(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", optimizer: Optimizer) -> None:
+    def on_before_optimizer_step(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", optimizer: Optimizer
+    ) -> None:
         if not (self._last_batch and is_due(trainer.current_epoch, self.every_n_epochs)):
             return
         writer = find_tensorboard(trainer, self)

@@ -78,6 +78,7 @@ def _non_defaults(class_path: str, arguments: Mapping[str, Any]) -> dict[str, An
         parameters = inspect.signature(import_object(class_path)).parameters
     except (ImportError, AttributeError, ValueError, TypeError):
         return dict(arguments)
+
     def default(name: str) -> Any:
         value = parameters[name].default
         return list(value) if isinstance(value, tuple) else value  # YAML has lists, signatures tuples

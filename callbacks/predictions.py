@@ -2,7 +2,8 @@
 
 import csv
 import os
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import BasePredictionWriter
@@ -29,8 +30,8 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, filename: str = "predictions.csv") -> None:
         super().__init__(write_interval="batch")
         self.filename = filename
-        self.path: Optional[str] = None
-        self._file: Optional[Any] = None
+        self.path: str | None = None
+        self._file: Any | None = None
 
     @override
     def on_predict_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -49,7 +50,7 @@ class PredictionWriter(BasePredictionWriter):
         trainer: "pl.Trainer",
         pl_module: "pl.LightningModule",
         prediction: Any,
-        batch_indices: Optional[Sequence[int]],
+        batch_indices: Sequence[int] | None,
         batch: Any,
         batch_idx: int,
         dataloader_idx: int,

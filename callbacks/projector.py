@@ -62,7 +62,9 @@ class EmbeddingProjector(Callback):
         if num_images < 1:
             raise MisconfigurationException(f"EmbeddingProjector: num_images must be at least 1, got {num_images}")
         if every_n_epochs < 0:
-            raise MisconfigurationException(f"EmbeddingProjector: every_n_epochs must be 0 or more, got {every_n_epochs}")
+            raise MisconfigurationException(
+                f"EmbeddingProjector: every_n_epochs must be 0 or more, got {every_n_epochs}"
+            )
         self.num_images, self.layer, self.every_n_epochs, self.seed = num_images, layer, every_n_epochs, seed
         self.value_range, self.class_names, self.tag = value_range, list(class_names), tag or layer
         self._sample: tuple[Tensor, Tensor] | None = None
@@ -74,7 +76,9 @@ class EmbeddingProjector(Callback):
             pl_module.get_submodule(self.layer)
         except AttributeError as err:
             names = ", ".join(name for name, _ in pl_module.named_modules() if name)
-            raise MisconfigurationException(f"EmbeddingProjector: no layer {self.layer!r}; the model has {names}") from err
+            raise MisconfigurationException(
+                f"EmbeddingProjector: no layer {self.layer!r}; the model has {names}"
+            ) from err
 
     @override
     def on_validation_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:

@@ -78,11 +78,19 @@ def confusion_matrix_image(matrix: Tensor, class_names: Sequence[str], cell: int
             shade = tuple(int(255 - share * (255 - c)) for c in (25, 85, 160))  # white -> dark blue
             draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=shade, outline=(225, 225, 225))
             text_color = WHITE if share > 0.5 else (0, 0, 0)
-            draw.text((x + cell // 2, y + cell // 2), str(int(matrix[row, col])), fill=text_color, font=small, anchor="mm")
+            draw.text(
+                (x + cell // 2, y + cell // 2), str(int(matrix[row, col])), fill=text_color, font=small, anchor="mm"
+            )
     for col, name in enumerate(names):
         label = Image.new("RGB", (top - 6, _FONT_SIZE + 6), WHITE)
         ImageDraw.Draw(label).text((2, 2), name, fill=(0, 0, 0), font=font)
         rotated = label.rotate(90, expand=True)
         canvas.paste(rotated, (left + col * cell + (cell - rotated.width) // 2, 4))
-    draw.text((left + size // 2, top + size + 14), "predicted class (columns) / true class (rows)", fill=(0, 0, 0), font=font, anchor="mm")
+    draw.text(
+        (left + size // 2, top + size + 14),
+        "predicted class (columns) / true class (rows)",
+        fill=(0, 0, 0),
+        font=font,
+        anchor="mm",
+    )
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)

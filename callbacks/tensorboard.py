@@ -1,7 +1,6 @@
 """The one place where callbacks find the run's TensorBoard writer."""
 
 import weakref
-from typing import Optional
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
@@ -12,7 +11,7 @@ from torch.utils.tensorboard import SummaryWriter
 _warned: "weakref.WeakSet[Callback]" = weakref.WeakSet()
 
 
-def find_tensorboard(trainer: "pl.Trainer", callback: Callback) -> Optional[SummaryWriter]:
+def find_tensorboard(trainer: "pl.Trainer", callback: Callback) -> SummaryWriter | None:
     """The ``SummaryWriter`` of the first ``TensorBoardLogger`` in ``trainer.loggers``, on global rank zero.
 
     Returns ``None`` on every other rank (visual work happens once), and when there is no

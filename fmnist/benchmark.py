@@ -131,8 +131,12 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     cpu = platform.processor() or platform.machine()
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({cpu}), {torch.get_num_threads()} threads"
-    print(f"fmnist benchmark: {args.repeat} x {args.epochs} epochs per part, batch 64, torch {torch.__version__}, lightning {pl.__version__}, {device}")
+    device = (
+        torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({cpu}), {torch.get_num_threads()} threads"
+    )
+    print(
+        f"fmnist benchmark: {args.repeat} x {args.epochs} epochs per part, batch 64, torch {torch.__version__}, lightning {pl.__version__}, {device}"
+    )
     results: dict[str, dict] = {}
     parts = args.parts.split(",")
     # round-robin repeats, so that a slow spell of a shared machine hits every part alike

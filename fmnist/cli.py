@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from jsonargparse import ArgumentError, Namespace
@@ -32,7 +32,7 @@ CHECKPOINT_SHORTHANDS = {"last": "last.ckpt", "best": "best-*.ckpt"}
 class FashionCLI(LightningCLI):
     """LightningCLI for :class:`FashionMNISTClassifier` on :class:`FashionMNISTDataModule`."""
 
-    def __init__(self, args: Optional[list[str]] = None) -> None:
+    def __init__(self, args: list[str] | None = None) -> None:
         super().__init__(
             FashionMNISTClassifier,
             FashionMNISTDataModule,
@@ -40,7 +40,10 @@ class FashionCLI(LightningCLI):
             seed_everything_default=42,
             parser_kwargs={
                 "exit_on_error": False,  # main() prints parse errors as one line, without the usage wall
-                **{name: {"default_config_files": [str(DEFAULT_CONFIG)], "exit_on_error": False} for name in SUBCOMMANDS},
+                **{
+                    name: {"default_config_files": [str(DEFAULT_CONFIG)], "exit_on_error": False}
+                    for name in SUBCOMMANDS
+                },
             },
             auto_configure_optimizers=False,  # the optimizer is --model.optimizer, next to --model.lr
             args=args,
@@ -59,7 +62,9 @@ class FashionCLI(LightningCLI):
             logger.init_args.name = _run_name(logger.init_args.name, config)
         if config.get("ckpt_path"):
             self._use_checkpoint(config, loggers, resume=subcommand == "fit")
-        self.save_config_kwargs["config_filename"] = "config.yaml" if subcommand == "fit" else f"{subcommand}_config.yaml"
+        self.save_config_kwargs["config_filename"] = (
+            "config.yaml" if subcommand == "fit" else f"{subcommand}_config.yaml"
+        )
 
     def _use_checkpoint(self, config: Namespace, loggers: list[Namespace], resume: bool) -> None:
         """Resolve ``--ckpt_path`` shorthands, check the file, and log into the run it came from."""
@@ -105,9 +110,9 @@ def _sync_learning_rate(model: Namespace) -> None:
     # --model.lr is the learning rate; copy it into the optimizer's own ``lr`` so that config.yaml
     # and the HParams table show the value used, not the optimizer's default
     optimizer = model.get("optimizer")
-    if isinstance(optimizer, Namespace) and isinstance(optimizer.get("init_args"), Namespace):
-        if "lr" in optimizer.init_args:
-            optimizer.init_args.lr = float(model.lr)
+    init_args = optimizer.get("init_args") if isinstance(optimizer, Namespace) else None
+    if isinstance(init_args, Namespace) and "lr" in init_args:
+        init_args.lr = float(model.lr)
 
 
 def _tensorboard_configs(logger: Any) -> list[Namespace]:
@@ -122,7 +127,7 @@ def _tensorboard_configs(logger: Any) -> list[Namespace]:
     ]
 
 
-def _run_name(template: Optional[str], config: Namespace) -> Optional[str]:
+def _run_name(template: str | None, config: Namespace) -> str | None:
     """Fill ``{model.lr}``-style placeholders of a run name from the parsed configuration."""
     if not template or "{" not in template:
         return template
@@ -171,7 +176,7 @@ def _quiet_lightning() -> None:
     )
 
 
-def main(args: Optional[list[str]] = None) -> None:
+def main(args: list[str] | None = None) -> None:
     """Entry point of ``python -m fmnist``; tests call ``main([...])`` in-process.
 
     Mistakes a user can fix exit with status 2 and one ``fmnist: error:`` line (set

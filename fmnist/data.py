@@ -4,7 +4,6 @@ Every ``__init__`` argument is a ``--data.*`` flag of ``python -m fmnist`` (``--
 """
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
@@ -63,9 +62,9 @@ class FashionMNISTDataModule(LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.data_dir = Path(data_dir).expanduser()
-        self.train_set: Optional[TensorDataset] = None
-        self.val_set: Optional[TensorDataset] = None
-        self.test_set: Optional[TensorDataset] = None
+        self.train_set: TensorDataset | None = None
+        self.val_set: TensorDataset | None = None
+        self.test_set: TensorDataset | None = None
 
     def prepare_data(self) -> None:
         """Make the files available: find them, or download them when allowed."""
@@ -117,8 +116,11 @@ class FashionMNISTDataModule(LightningDataModule):
 
     def _not_found(self, reason: str) -> str:
         folder, raw, system = idx.search_folders(self.data_dir)
-        names = ", ".join(f"{prefix}-{kind}-ubyte[.gz]" for prefix in idx.SPLIT_PREFIXES.values()
-                          for kind in ("images-idx3", "labels-idx1"))
+        names = ", ".join(
+            f"{prefix}-{kind}-ubyte[.gz]"
+            for prefix in idx.SPLIT_PREFIXES.values()
+            for kind in ("images-idx3", "labels-idx1")
+        )
         return (
             f"Fashion-MNIST was not found and {reason}. Provide it in one of three ways:\n"
             f"  1. put {names} in {folder} or {raw};\n"
@@ -138,7 +140,7 @@ class FashionMNISTDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set)
 
-    def _loader(self, dataset: Optional[TensorDataset], shuffle: bool = False) -> DataLoader:
+    def _loader(self, dataset: TensorDataset | None, shuffle: bool = False) -> DataLoader:
         assert dataset is not None, "setup() has not run for this stage"
         workers = self.hparams.num_workers
         on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"

@@ -100,15 +100,11 @@ def load_split(files: SplitFiles) -> tuple[Tensor, Tensor]:
         height, width = images.shape[1:]
         raise InputError(f"{files.images}: images are {height}x{width}, expected {IMAGE_SIDE}x{IMAGE_SIDE}")
     if len(images) != len(labels):
-        raise InputError(
-            f"{files.images} holds {len(images)} images but {files.labels} holds {len(labels)} labels"
-        )
+        raise InputError(f"{files.images} holds {len(images)} images but {files.labels} holds {len(labels)} labels")
     if len(labels) == 0:
         raise InputError(f"{files.labels}: holds no labels")
     bad = (labels >= NUM_CLASSES).nonzero()
     if len(bad):
         index = int(bad[0])
-        raise InputError(
-            f"{files.labels}: label {int(labels[index])} at index {index} is outside 0-{NUM_CLASSES - 1}"
-        )
+        raise InputError(f"{files.labels}: label {int(labels[index])} at index {index} is outside 0-{NUM_CLASSES - 1}")
     return images, labels.long()

@@ -6,7 +6,6 @@ It is the default ``--trainer.logger`` of ``python -m fmnist``; runs land in
 
 import shutil
 from pathlib import Path
-from typing import Optional, Union
 
 from jsonargparse.typing import PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -43,15 +42,15 @@ class RunLogger(TensorBoardLogger):
     def __init__(
         self,
         save_dir: str = "runs",
-        name: Optional[str] = "lightning_logs",
-        version: Optional[Union[int, str]] = None,
+        name: str | None = "lightning_logs",
+        version: int | str | None = None,
         flush_secs: PositiveInt = 30,
         max_queue: PositiveInt = 10,
-        purge_step: Optional[int] = None,
+        purge_step: int | None = None,
         log_graph: bool = False,
         default_hp_metric: bool = False,
         prefix: str = "",
-        sub_dir: Optional[str] = None,
+        sub_dir: str | None = None,
     ) -> None:
         super().__init__(
             save_dir,
@@ -66,7 +65,7 @@ class RunLogger(TensorBoardLogger):
             purge_step=purge_step,
         )
         #: The run folder this logger created, and the topmost folder it had to create for it.
-        self._created: Optional[tuple[Path, Path]] = None
+        self._created: tuple[Path, Path] | None = None
 
     def _get_next_version(self) -> int:
         version = super()._get_next_version()

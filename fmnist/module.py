@@ -5,7 +5,7 @@ Used by ``python -m fmnist fit|validate|test|predict``; every ``__init__`` argum
 """
 
 import copy
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,7 @@ class FashionMNISTClassifier(LightningModule):
         self,
         lr: PositiveFloat = 1e-3,
         optimizer: OptimizerCallable = torch.optim.Adam,
-        scheduler: Optional[LRSchedulerCallable] = None,
+        scheduler: LRSchedulerCallable | None = None,
         conv1_channels: PositiveInt = 32,
         conv2_channels: PositiveInt = 64,
         hidden_size: PositiveInt = 128,

@@ -3,8 +3,6 @@
 Switched on with ``python -m fmnist fit --config configs/profile.yaml``.
 """
 
-from typing import Optional
-
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -43,13 +41,13 @@ class TensorBoardProfiler(PyTorchProfiler):
 
     def __init__(
         self,
-        dirpath: Optional[str] = None,
+        dirpath: str | None = None,
         filename: str = "profile",
         wait: NonNegativeInt = 1,
         warmup: NonNegativeInt = 1,
         active: PositiveInt = 3,
         row_limit: PositiveInt = 20,
-        sort_by_key: Optional[str] = None,
+        sort_by_key: str | None = None,
         record_shapes: bool = False,
         profile_memory: bool = False,
         with_stack: bool = False,

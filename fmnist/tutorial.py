@@ -26,7 +26,10 @@ def run_tutorial(epochs: int, workdir: Path) -> dict:
     raw.mkdir(parents=True, exist_ok=True)
     for split in idx.locate(Path("data")).values():
         for path in (split.images, split.labels):
-            with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as src, open(raw / path.name.removesuffix(".gz"), "wb") as dst:
+            with (
+                (gzip.open if path.suffix == ".gz" else open)(path, "rb") as src,
+                open(raw / path.name.removesuffix(".gz"), "wb") as dst,
+            ):
                 shutil.copyfileobj(src, dst)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -2,8 +2,8 @@
 
 import gzip
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -72,7 +72,9 @@ def fmnist(data_dir: Path) -> Callable[..., int]:
 
 def events(run_dir: Path) -> EventAccumulator:
     """Everything TensorBoard would read from one run folder."""
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0})
+    accumulator = EventAccumulator(
+        str(run_dir), size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0}
+    )
     accumulator.Reload()
     return accumulator
 

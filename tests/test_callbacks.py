@@ -58,7 +58,9 @@ def test_images_once_per_epoch_at_the_scalars_steps(board, tag: str) -> None:
 def test_sample_grid_shows_the_same_images_every_epoch(board, tmp_path: Path) -> None:
     first, last = (np.asarray(_png(image, tmp_path)) for image in board.Images("Sample Images"))
     tile = 28 * 4  # the first image tile, above its caption
-    assert first.shape == last.shape and np.array_equal(first[4 : 4 + tile, 4 : 4 + tile], last[4 : 4 + tile, 4 : 4 + tile])
+    assert first.shape == last.shape and np.array_equal(
+        first[4 : 4 + tile, 4 : 4 + tile], last[4 : 4 + tile, 4 : 4 + tile]
+    )
     assert first.std() > 10, "not a blank picture"
 
 
@@ -97,7 +99,7 @@ def test_pr_curve_per_class_per_epoch(board) -> None:
         data = torch.tensor(np.array(curves[-1].tensor_proto.float_val)).view(6, -1)  # tp fp tn fn precision recall
         tp, fp, tn, fn, precision, recall = data
         assert data.shape[1] == 127 and (tp + fp + tn + fn == 160).all()
-        assert ((0 <= precision) & (precision <= 1) & (0 <= recall) & (recall <= 1)).all()
+        assert ((precision >= 0) & (precision <= 1) & (recall >= 0) & (recall <= 1)).all()
         assert (recall[:-1] >= recall[1:]).all(), "recall falls as the threshold rises"
         positives += int(tp[0] + fn[0])
     assert positives == 160, "every validation image is a positive of exactly one class"
@@ -151,7 +153,9 @@ def test_callbacks_never_change_training(data_dir: Path) -> None:
     for key in ("Loss/val", "Accuracy/val", "Loss/train"):
         assert with_visuals.callback_metrics[key] == without.callback_metrics[key], key
     (visual_run,), (plain_run,) = run_dirs(Path("with")), run_dirs(Path("without"))
-    assert [e.value for e in events(visual_run).Scalars("Loss/val")] == [e.value for e in events(plain_run).Scalars("Loss/val")]
+    assert [e.value for e in events(visual_run).Scalars("Loss/val")] == [
+        e.value for e in events(plain_run).Scalars("Loss/val")
+    ]
 
 
 def test_without_tensorboard_each_callback_warns_once_and_training_goes_on(data_dir: Path) -> None:
@@ -177,7 +181,12 @@ def test_gradients_are_those_of_the_last_training_step(data_dir: Path) -> None:
 
 
 def test_projector_every_epoch_uses_distinct_steps(data_dir: Path) -> None:
-    fit(data_dir, pl.loggers.TensorBoardLogger("tb"), [callbacks.EmbeddingProjector(num_images=50, every_n_epochs=1)], epochs=2)
+    fit(
+        data_dir,
+        pl.loggers.TensorBoardLogger("tb"),
+        [callbacks.EmbeddingProjector(num_images=50, every_n_epochs=1)],
+        epochs=2,
+    )
     (run,) = run_dirs(Path("tb"))
     folders = sorted(path.parent.parent.name for path in run.glob("*/net.fc1/tensors.tsv"))
     assert len(folders) == 2 and len(set(folders)) == 2, "one embedding per epoch; the end of fit adds none"
@@ -214,12 +223,16 @@ def test_projector_refuses_a_sprite_larger_than_tensorboard_shows() -> None:
             return torch.zeros(1, 820, 820), 0
 
     trainer = type("Trainer", (), {"val_dataloaders": torch.utils.data.DataLoader(LargeImages())})()
-    with pytest.raises(pl.utilities.exceptions.MisconfigurationException, match="8200x8200 px sprite.*at most 8192x8192"):
+    with pytest.raises(
+        pl.utilities.exceptions.MisconfigurationException, match="8200x8200 px sprite.*at most 8192x8192"
+    ):
         callbacks.EmbeddingProjector(num_images=100)._draw_sample(trainer)
 
 
 def test_projector_names_a_missing_layer(data_dir: Path) -> None:
-    with pytest.raises(pl.utilities.exceptions.MisconfigurationException, match="no layer 'net.fc9'; the model has net, net.conv1"):
+    with pytest.raises(
+        pl.utilities.exceptions.MisconfigurationException, match="no layer 'net.fc9'; the model has net, net.conv1"
+    ):
         fit(data_dir, pl.loggers.TensorBoardLogger("tb"), [callbacks.EmbeddingProjector(layer="net.fc9")], epochs=1)
 
 

@@ -27,7 +27,7 @@ def test_reads_every_layout(tmp_path: Path, compress: bool, layout: str) -> None
     assert len(datamodule.train_set) == 250 and len(datamodule.val_set) == 50
     images, labels = datamodule.train_set.tensors
     assert images.shape == (250, 1, 28, 28) and images.dtype == torch.float32
-    assert labels.dtype == torch.int64 and 0 <= labels.min() and labels.max() <= 9
+    assert labels.dtype == torch.int64 and labels.min() >= 0 and labels.max() <= 9
 
 
 def test_system_copy_is_used_when_data_dir_is_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,7 +103,11 @@ def corrupt(folder: Path, name: str, data: bytes) -> Path:
         ("train-images-idx3-ubyte", lambda p: p.write_bytes(p.read_bytes() + b"xx"), "has trailing bytes"),
         ("train-images-idx3-ubyte", lambda p: p.write_bytes(b"\x00\x00\x08"), "shorter than the IDX header"),
         ("train-labels-idx1-ubyte", lambda p: p.write_bytes(b"\x00\x00\x08\x03" + p.read_bytes()[4:]), "magic number"),
-        ("train-images-idx3-ubyte", lambda p: write_idx(p, np.zeros((384, 28, 27))), "images are 28x27, expected 28x28"),
+        (
+            "train-images-idx3-ubyte",
+            lambda p: write_idx(p, np.zeros((384, 28, 27))),
+            "images are 28x27, expected 28x28",
+        ),
         ("train-labels-idx1-ubyte", lambda p: write_idx(p, np.zeros(383)), "holds 384 images but"),
         ("train-labels-idx1-ubyte", lambda p: write_idx(p, np.full(384, 10)), "label 10 at index 0 is outside 0-9"),
         ("t10k-images-idx3-ubyte", lambda p: (p.unlink(), p.mkdir()), "cannot be read"),

@@ -38,7 +38,7 @@ def test_predict_step_returns_indices_and_names() -> None:
     out = module.predict_step((torch.randn(3, 1, 28, 28), torch.zeros(3, dtype=torch.long)), 0)
     assert out["class_index"].shape == (3,)
     assert out["class_name"] == [CLASS_NAMES[i] for i in out["class_index"].tolist()]
-    assert ((0 < out["confidence"]) & (out["confidence"] <= 1)).all()
+    assert ((out["confidence"] > 0) & (out["confidence"] <= 1)).all()
 
 
 def test_lr_reaches_the_optimizer() -> None:

@@ -57,7 +57,9 @@ class Server:
 
     def post(self, path: str, body: dict):
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            f"http://127.0.0.1:{self.port}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
@@ -116,7 +118,9 @@ def test_scalars_one_point_per_epoch(server: Server) -> None:
 
 def test_losses_chart(server: Server) -> None:
     layout = server.json("/data/plugin/custom_scalars/layout")
-    charts = {chart["title"]: chart["multiline"]["tag"] for category in layout["category"] for chart in category["chart"]}
+    charts = {
+        chart["title"]: chart["multiline"]["tag"] for category in layout["category"] for chart in category["chart"]
+    }
     assert charts == {"Losses": ["^Loss/train$", "^Loss/val$"]}
 
 
@@ -132,7 +136,9 @@ def test_images_and_their_png_bytes(server: Server) -> None:
 
 def test_histograms_and_distributions(server: Server) -> None:
     tags = server.json("/data/plugin/histograms/tags")[RUN]
-    assert {"weights/net.conv1.weight", "grads/net.conv1.weight", "weights/net.fc2.bias", "grads/net.fc2.bias"} <= set(tags)
+    assert {"weights/net.conv1.weight", "grads/net.conv1.weight", "weights/net.fc2.bias", "grads/net.fc2.bias"} <= set(
+        tags
+    )
     histograms = server.json("/data/plugin/histograms/histograms", run=RUN, tag="grads/net.conv1.weight")
     assert len(histograms) == EPOCHS and histograms[0][2], "buckets"
     distributions = server.json("/data/plugin/distributions/distributions", run=RUN, tag="weights/net.conv1.weight")
