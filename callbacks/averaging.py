@@ -48,6 +48,9 @@ def _warming_ema(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor],
         # AveragedModel reads num_averaged on the host for every update anyway, so .item() adds no
         # synchronisation; one fused in-place lerp, as torch's own get_ema_multi_avg_fn does
         n = num_averaged.item()
+        if not averaged[0].is_floating_point():  # batch norm's num_batches_tracked: a count, not averaged
+            torch._foreach_copy_(averaged, current)
+            return
         torch._foreach_lerp_(averaged, current, 1 - min(decay, (1 + n) / (10 + n)))
 
     return average

@@ -4,6 +4,7 @@ Every ``__init__`` argument is a ``--data.*`` flag of ``python -m fmnist`` (``--
 """
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchvision.datasets import FashionMNIST
 
 from fmnist import idx
+from fmnist.augment import RandomShiftFlip
 from fmnist.errors import InputError
 
 #: Class names in label order, as torchvision publishes them.
@@ -44,10 +46,18 @@ class FashionMNISTDataModule(LightningDataModule):
             the official 10k test split, as the tutorial does.
         download: let torchvision download the files when they are found nowhere.
         split_seed: seed of the train/validation split, independent of the training seed.
+        augment_shift: shift each training image by up to this many pixels in each direction
+            (padding with black); ``0``: no shift.
+        augment_flip: flip half of the training images left-right.
+
+    Training batches are augmented (``augment_shift``, ``augment_flip``) in ``on_after_batch_transfer``,
+    on the device the model trains on, by :class:`~fmnist.augment.RandomShiftFlip`; validation,
+    test and prediction batches never are.
 
     Example::
 
         python -m fmnist fit --data.batch_size 128 --data.val_size 0
+        python -m fmnist fit --data.augment_shift 2 --data.augment_flip true
     """
 
     def __init__(
@@ -58,10 +68,16 @@ class FashionMNISTDataModule(LightningDataModule):
         val_size: NonNegativeInt = 5000,
         download: bool = True,
         split_seed: int = 42,
+        augment_shift: NonNegativeInt = 0,
+        augment_flip: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.data_dir = Path(data_dir).expanduser()
+        black = (0.0 - MEAN) / STD  # a black pixel after normalisation
+        self.augment = (
+            RandomShiftFlip(augment_shift, augment_flip, fill=black) if augment_shift or augment_flip else None
+        )
         self.train_set: TensorDataset | None = None
         self.val_set: TensorDataset | None = None
         self.test_set: TensorDataset | None = None
@@ -127,6 +143,15 @@ class FashionMNISTDataModule(LightningDataModule):
             f"  2. install Debian's or Ubuntu's copy into {system}: apt-get install dataset-fashion-mnist;\n"
             f"  3. let torchvision download them into {folder}: --data.download true (needs internet)."
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment training batches, already on the training device."""
+        # Lightning's model summary also sends example_input_array (a bare tensor) through this hook
+        # while fitting: only (images, labels) batches of the training loop are augmented
+        if self.augment is None or self.trainer is None or not self.trainer.training or isinstance(batch, Tensor):
+            return batch
+        images, labels = batch
+        return self.augment(images), labels
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -10,7 +10,9 @@ class FashionCNN(nn.Module):
     """Two conv/pool blocks and two linear layers; the defaults are the tutorial's network.
 
     ``conv1`` (1->32, 3x3) -> ReLU -> max-pool 2 -> ``conv2`` (32->64, 3x3) -> ReLU -> max-pool 2 ->
-    ``fc1`` (64*5*5 -> 128) -> ReLU -> dropout -> ``fc2`` (128 -> 10).
+    ``fc1`` (64*5*5 -> 128) -> ReLU -> dropout -> ``fc2`` (128 -> 10). With ``batch_norm`` each
+    convolution is followed by batch normalisation (``bn1``, ``bn2``) before its ReLU, and has no bias
+    (the normalisation's shift replaces it).
 
     Args:
         conv1_channels: output channels of the first convolution.
@@ -18,6 +20,7 @@ class FashionCNN(nn.Module):
         hidden_size: width of ``fc1``, the penultimate layer whose output the projector shows.
         dropout: dropout probability after ``fc1``; ``0`` (the tutorial) leaves it out in effect.
         num_classes: number of output logits.
+        batch_norm: batch normalisation after each convolution; off in the tutorial.
 
     Example::
 
@@ -36,10 +39,14 @@ class FashionCNN(nn.Module):
         hidden_size: int = 128,
         dropout: float = 0.0,
         num_classes: int = 10,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, conv1_channels, kernel_size=3)
-        self.conv2 = nn.Conv2d(conv1_channels, conv2_channels, kernel_size=3)
+        # without batch_norm the layers are created in the tutorial's order, so a seed gives its weights
+        self.conv1 = nn.Conv2d(1, conv1_channels, kernel_size=3, bias=not batch_norm)
+        self.bn1 = nn.BatchNorm2d(conv1_channels) if batch_norm else nn.Identity()
+        self.conv2 = nn.Conv2d(conv1_channels, conv2_channels, kernel_size=3, bias=not batch_norm)
+        self.bn2 = nn.BatchNorm2d(conv2_channels) if batch_norm else nn.Identity()
         self.pool = nn.MaxPool2d(2, 2)
         self.fc1 = nn.Linear(conv2_channels * self.FEATURE_SIDE**2, hidden_size)
         self.dropout = nn.Dropout(dropout)
@@ -47,8 +54,8 @@ class FashionCNN(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.pool(self.relu(self.conv1(x)))
-        x = self.pool(self.relu(self.conv2(x)))
+        x = self.pool(self.relu(self.bn1(self.conv1(x))))
+        x = self.pool(self.relu(self.bn2(self.conv2(x))))
         # flatten, not view: with channels_last memory the features are not contiguous in NCHW order
         x = x.flatten(1)
         x = self.dropout(self.relu(self.fc1(x)))

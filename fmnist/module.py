@@ -5,7 +5,10 @@ Used by ``python -m fmnist fit|validate|test|predict``; every ``__init__`` argum
 """
 
 import copy
-from typing import Any
+import functools
+import inspect
+import math
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +20,12 @@ from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from fmnist.data import CLASS_NAMES
+from fmnist.errors import InputError
 from fmnist.model import FashionCNN
+
+#: Scheduler arguments that say how long the schedule is; left open (None, or 0 for a required one)
+#: they are filled with the run's length (OneCycleLR's ``total_steps``, CosineAnnealingLR's ``T_max``).
+SCHEDULE_LENGTH_ARGUMENTS = ("total_steps", "T_max")
 
 
 class FashionMNISTClassifier(LightningModule):
@@ -34,12 +42,18 @@ class FashionMNISTClassifier(LightningModule):
     Args:
         lr: learning rate handed to the optimizer.
         optimizer: optimizer class or partial, called as ``optimizer(params, lr=lr)``.
-        scheduler: optional learning-rate scheduler, stepped once per epoch; a
-            ``ReduceLROnPlateau`` watches ``Loss/val``.
+        scheduler: optional learning-rate scheduler, stepped every ``scheduler_interval``; a
+            ``ReduceLROnPlateau`` watches ``Loss/val``. Its length, when left open (OneCycleLR's
+            ``total_steps`` unset, CosineAnnealingLR's ``T_max: 0``), is filled with the run's:
+            ``trainer.estimated_stepping_batches`` per step, ``trainer.max_epochs`` per epoch.
+        scheduler_interval: step the scheduler after every ``epoch`` or every optimizer ``step``.
         conv1_channels: output channels of the first convolution.
         conv2_channels: output channels of the second convolution.
         hidden_size: width of the penultimate layer ``fc1``.
         dropout: dropout probability after ``fc1``.
+        batch_norm: batch normalisation after each convolution.
+        label_smoothing: label smoothing of the training loss (``F.cross_entropy``'s); validation
+            and test losses stay the plain cross-entropy, comparable between runs.
         channels_last: keep convolution weights and inputs in channels-last memory order, which
             makes the CPU step about a quarter faster and helps mixed precision on GPUs.
     """
@@ -49,10 +63,13 @@ class FashionMNISTClassifier(LightningModule):
         lr: PositiveFloat = 1e-3,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
         conv1_channels: PositiveInt = 32,
         conv2_channels: PositiveInt = 64,
         hidden_size: PositiveInt = 128,
         dropout: ClosedUnitInterval = 0.0,
+        batch_norm: bool = False,
+        label_smoothing: ClosedUnitInterval = 0.0,
         channels_last: bool = True,
     ) -> None:
         super().__init__()
@@ -60,7 +77,7 @@ class FashionMNISTClassifier(LightningModule):
         # kept as attributes: under LightningCLI, ``hparams`` holds their config, not the callables
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.net = FashionCNN(conv1_channels, conv2_channels, hidden_size, dropout, len(CLASS_NAMES))
+        self.net = FashionCNN(conv1_channels, conv2_channels, hidden_size, dropout, len(CLASS_NAMES), batch_norm)
         self.example_input_array = torch.zeros(1, 1, 28, 28)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
@@ -90,7 +107,8 @@ class FashionMNISTClassifier(LightningModule):
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
+        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         accuracy = getattr(self, f"{stage}_acc")
         accuracy.update(logits.argmax(dim=1), y)
         # on_step=False: values stay on the device and are reduced once per epoch, no per-step sync
@@ -128,5 +146,27 @@ class FashionMNISTClassifier(LightningModule):
         optimizer = self.optimizer(self.parameters(), lr=self.hparams.lr)
         if self.scheduler is None:
             return optimizer
-        scheduler = self.scheduler(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "Loss/val"}}
+        scheduler = self.scheduler(optimizer, **self._schedule_length())
+        interval = self.hparams.scheduler_interval
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval, "monitor": "Loss/val"},
+        }
+
+    def _schedule_length(self) -> dict[str, int]:
+        """The scheduler's length arguments that were left open, filled with the run's length."""
+        if isinstance(self.scheduler, functools.partial):  # what LightningCLI's callables are
+            given = self.scheduler.keywords
+        else:  # a scheduler class passed in Python
+            given = {name: p.default for name, p in inspect.signature(self.scheduler).parameters.items()}
+        open_ = [name for name in SCHEDULE_LENGTH_ARGUMENTS if given.get(name, 1) in (None, 0, inspect.Parameter.empty)]
+        if not open_ or given.get("epochs") is not None:  # OneCycleLR given epochs and steps_per_epoch
+            return {}
+        per_step = self.hparams.scheduler_interval == "step"
+        length = self.trainer.estimated_stepping_batches if per_step else self.trainer.max_epochs
+        if length is None or length < 0 or math.isinf(length):
+            raise InputError(
+                f"model.scheduler: {open_[0]} is filled with the length of the run, which is unbounded;"
+                " give trainer.max_epochs (or trainer.max_steps), or the scheduler's own length"
+            )
+        return {name: int(length) for name in open_}
