@@ -51,7 +51,7 @@ screenshots: install data
 	$(PY) docs/screenshots.py
 
 benchmark: install data
-	$(PY) -m fmnist.benchmark
+	$(PY) -m benchmarks.bench
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir runs
