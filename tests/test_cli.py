@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from fmnist import CLASS_NAMES, cli
-from tests.conftest import events, run_dirs
+from tests.helpers import events, run_dirs
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_TAGS = {"Loss/train", "Accuracy/train", "Loss/val", "Accuracy/val"}

@@ -9,7 +9,7 @@ import torch
 from fmnist import idx
 from fmnist.data import FashionMNISTDataModule
 from fmnist.errors import InputError
-from tests.conftest import write_dataset, write_idx
+from tests.helpers import write_dataset, write_idx
 
 
 def setup_fit(data_dir: Path, **kwargs) -> FashionMNISTDataModule:
