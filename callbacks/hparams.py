@@ -3,12 +3,12 @@
 On by default in ``python -m fmnist fit``, so that runs with different settings compare in one table.
 """
 
+import importlib
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-from jsonargparse.typing import import_object
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch.utils.tensorboard.summary import hparams
@@ -31,7 +31,8 @@ class HyperparameterTable(Callback):
 
     Example::
 
-        trainer = Trainer(callbacks=[HyperparameterTable(["Accuracy/val_best", "Loss/val"])])
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(callbacks=[HyperparameterTable(["Accuracy/val_best", "Loss/val"])], logger=False)
     """
 
     def __init__(self, metrics: Sequence[str] = ("Accuracy/val_best", "Loss/val")) -> None:
@@ -75,7 +76,8 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> Any:
 
 def _non_defaults(class_path: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        parameters = inspect.signature(import_object(class_path)).parameters
+        module, _, name = class_path.rpartition(".")
+        parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
     except (ImportError, AttributeError, ValueError, TypeError):
         return dict(arguments)
 

@@ -19,6 +19,8 @@ from fmnist.errors import InputError
 CLASS_NAMES: tuple[str, ...] = tuple(FashionMNIST.classes)
 #: The tutorial's ``transforms.Normalize((0.5,), (0.5,))``.
 MEAN, STD = 0.5, 0.5
+#: What black (0) and white (1) pixels become after normalisation: ``(-1.0, 1.0)``.
+VALUE_RANGE: tuple[float, float] = ((0 - MEAN) / STD, (1 - MEAN) / STD)
 
 
 def normalize(images: Tensor) -> Tensor:
@@ -35,6 +37,9 @@ class FashionMNISTDataModule(LightningDataModule):
     Images are decoded once into tensors and normalised like the tutorial in one bulk operation, so
     the training path does no per-image work.
 
+    The attributes ``class_names`` and ``value_range`` (the normalised range of black..white) are
+    what the callbacks in ``callbacks/`` read to label and draw the images.
+
     Args:
         data_dir: folder searched first and where a download goes.
         batch_size: images per batch, for every stage.
@@ -49,6 +54,9 @@ class FashionMNISTDataModule(LightningDataModule):
 
         python -m fmnist fit --data.batch_size 128 --data.val_size 0
     """
+
+    class_names: tuple[str, ...] = CLASS_NAMES
+    value_range: tuple[float, float] = VALUE_RANGE
 
     def __init__(
         self,

@@ -188,7 +188,8 @@ def test_projector_every_epoch_uses_distinct_steps(data_dir: Path) -> None:
         epochs=2,
     )
     (run,) = run_dirs(Path("tb"))
-    folders = sorted(path.parent.parent.name for path in run.glob("*/net.fc1/tensors.tsv"))
+    # without a layer: the input of the last nn.Linear (fc2), the 128-d penultimate features
+    folders = sorted(path.parent.parent.name for path in run.glob("*/net.fc2.input/tensors.tsv"))
     assert len(folders) == 2 and len(set(folders)) == 2, "one embedding per epoch; the end of fit adds none"
     assert (run / "projector_config.pbtxt").read_text().count("embeddings {") == 2
 
