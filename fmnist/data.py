@@ -24,7 +24,15 @@ VALUE_RANGE: tuple[float, float] = ((0 - MEAN) / STD, (1 - MEAN) / STD)
 
 
 def normalize(images: Tensor) -> Tensor:
-    """uint8 images ``(N, 28, 28)`` to float inputs ``(N, 1, 28, 28)``, as ToTensor + Normalize do."""
+    """uint8 images ``(N, 28, 28)`` to float inputs ``(N, 1, 28, 28)``, as ToTensor + Normalize do.
+
+    Black and white become the ends of ``VALUE_RANGE``:
+
+    >>> normalize(torch.tensor([[[0, 255]]], dtype=torch.uint8)).flatten().tolist()
+    [-1.0, 1.0]
+    >>> VALUE_RANGE
+    (-1.0, 1.0)
+    """
     return images.unsqueeze(1).float().div_(255).sub_(MEAN).div_(STD)
 
 
