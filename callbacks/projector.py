@@ -110,7 +110,7 @@ class EmbeddingProjector(Callback):
         if count > len(dataset):
             rank_zero_warn(
                 f"EmbeddingProjector: num_images={count} but the validation set holds {len(dataset)} images;"
-                " embedding all of them (--data.val_size 0 validates on the 10k test images)"
+                " embedding all of them"
             )
             count = len(dataset)
         side = math.ceil(math.sqrt(count)) * max(dataset[0][0].shape[-2:])
