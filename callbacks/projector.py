@@ -16,7 +16,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
 from typing_extensions import override
 
-from callbacks.contract import check_every_n_epochs, class_names, is_due, value_range, warn_once
+from callbacks.contract import check_every_n_epochs, class_names, is_due, validation_logits, value_range, warn_once
 from callbacks.render import to_unit_range
 from callbacks.sampling import evaluating, fixed_sample, validation_dataset
 from callbacks.tensorboard import epoch_step, find_tensorboard
@@ -142,6 +142,8 @@ class EmbeddingProjector(Callback):
         images, labels = self._sample
         tag, module, use_input = source
         features, logits = self._embed(pl_module, module, use_input, images)
+        if validation_logits(logits, self) is None:
+            return
         names = class_names(self.class_names, trainer, logits.shape[1], self)
         predicted = logits.argmax(dim=1)
         metadata = [[names[t], names[p]] for t, p in zip(labels.tolist(), predicted.tolist())]
@@ -158,7 +160,7 @@ class EmbeddingProjector(Callback):
     @staticmethod
     def _embed(
         pl_module: "pl.LightningModule", module: nn.Module, use_input: bool, images: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor | None]:
         """The features ``module`` sees (its input) or makes (its output), and the logits, in batches of 500."""
         captured: list[Tensor] = []
 
@@ -170,7 +172,8 @@ class EmbeddingProjector(Callback):
         try:
             with evaluating(pl_module):
                 for chunk in images.split(500):
-                    logits.append(pl_module(chunk.to(pl_module.device)).float().cpu())
+                    output = pl_module(chunk.to(pl_module.device))
+                    logits.append(output.float().cpu() if isinstance(output, Tensor) else None)
         finally:
             hook.remove()
-        return torch.cat(captured), torch.cat(logits)
+        return torch.cat(captured), torch.cat(logits) if all(isinstance(t, Tensor) for t in logits) else None

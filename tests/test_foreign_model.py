@@ -255,3 +255,32 @@ def test_class_names_argument_wins_and_a_wrong_count_is_numbered(tmp_path: Path)
     board = events(run)
     assert set(board.Tags()["tensors"]) == {"PR/a", "PR/b", "PR/c", "PR/d"}
     assert board.Images("Confusion Matrix")
+
+
+class DictForward(TinyRGBNet):
+    """``forward`` returns a dict: nothing to trace for the graph, no logits for a forward pass."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"scores": self.head(self.features(x))}
+
+    def training_step(self, batch, batch_idx):
+        images, labels, _ = batch
+        return F.cross_entropy(self(images)["scores"], labels)
+
+    def validation_step(self, batch, batch_idx):
+        return None
+
+
+def test_a_model_whose_forward_returns_a_dict_is_warned_about_once(tmp_path: Path) -> None:
+    picky = [callbacks.ModelGraph(), callbacks.SampleImages(), callbacks.EmbeddingProjector()]
+    with pytest.warns(UserWarning) as caught:
+        trainer = train(DictForward(), picky, epochs=2)
+    assert trainer.current_epoch == 2, "training went on"
+    messages = [str(w.message) for w in caught]
+    assert sum(m.startswith("ModelGraph could not trace the model") for m in messages) == 1
+    for name in ("SampleImages", "EmbeddingProjector"):
+        assert sum(m.startswith(f"{name} needs the model's logits") for m in messages) == 1, name
+    (run,) = run_dirs()
+    board = events(run)
+    assert not board.Tags()["graph"] and not board.Tags()["images"]
+    assert not list(run.rglob("tensors.tsv"))
