@@ -7,88 +7,22 @@ projector files with the class names it must show. Nothing here imports fmnist.
 import io
 import math
 import warnings
-from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 import callbacks
 from callbacks.render import captioned_grid, confusion_matrix_image, prediction_captions, to_unit_range
 from callbacks.sampling import fixed_sample
+from tests.foreign import HIDDEN, NAMES, VAL_IMAGES, ColourShapes, TinyRGBNet, train
 from tests.helpers import events, run_dirs
-
-NAMES = ("cat", "dog", "ship", "frog")
-VAL_IMAGES = 40
-HIDDEN = 24
-
-
-class ColourShapes(pl.LightningDataModule):
-    """RGB 32x32 images whose dominant colour channel (and brightness) gives one of four classes.
-
-    Batches are ``(images, labels, index)``: a third element the callbacks must ignore. A fifth
-    of the labels are random, so the model makes mistakes to show. No ``value_range``: the
-    pictures stretch each image from its min to its max.
-    """
-
-    class_names = NAMES
-
-    def __init__(self, train: int = 160, val: int = VAL_IMAGES) -> None:
-        super().__init__()
-        generator = torch.Generator().manual_seed(0)
-
-        def make(count: int) -> TensorDataset:
-            labels = torch.randint(0, 4, (count,), generator=generator)
-            images = torch.rand(count, 3, 32, 32, generator=generator) * 3 - 1.5  # not in [-1, 1]
-            images[torch.arange(count), labels % 3, 8:24, 8:24] += 2.0 + labels[:, None, None] // 3
-            noisy = torch.rand(count, generator=generator) < 0.2
-            labels[noisy] = torch.randint(0, 4, (int(noisy.sum()),), generator=generator)
-            return TensorDataset(images, labels, torch.arange(count))
-
-        self.train_set, self.val_set = make(train), make(val)
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=16, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=16)
-
-
-class TinyRGBNet(pl.LightningModule):
-    """``features`` (conv, pool) and ``head`` (two linear layers); no ``net.fc1``, no ``example_input_array``."""
-
-    def __init__(self, lr: float = 0.01) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(8 * 16, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, len(NAMES)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def training_step(self, batch, batch_idx):
-        images, labels, _ = batch
-        loss = F.cross_entropy(self(images), labels)
-        self.log("Loss/train", loss, on_epoch=True, on_step=False)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        images, labels, _ = batch
-        logits = self(images)
-        self.log("Loss/val", F.cross_entropy(logits, labels))
-        return logits  # a bare tensor, where fmnist returns a dict
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
 def visual_callbacks() -> list[pl.Callback]:
@@ -97,17 +31,6 @@ def visual_callbacks() -> list[pl.Callback]:
         callbacks.ConfusionMatrixImage(), callbacks.ParameterHistograms(), callbacks.EmbeddingProjector(),
         callbacks.PRCurves(), callbacks.HyperparameterTable(),
     ]  # fmt: skip
-
-
-def train(model: pl.LightningModule, extra: list[pl.Callback], epochs: int = 2) -> pl.Trainer:
-    pl.seed_everything(3)
-    trainer = pl.Trainer(
-        max_epochs=epochs, logger=pl.loggers.TensorBoardLogger("runs", name="foreign"), callbacks=extra,
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, accelerator="cpu",
-        log_every_n_steps=1,
-    )  # fmt: skip
-    trainer.fit(model, ColourShapes())
-    return trainer
 
 
 @pytest.fixture(scope="module")
@@ -212,75 +135,3 @@ def test_histograms_hparams_and_charts(foreign) -> None:
     layout = layout_pb2.Layout()
     layout.ParseFromString(board.Tensors(custom_scalar_metadata.CONFIG_SUMMARY_TAG)[0].tensor_proto.string_val[0])
     assert [chart.title for category in layout.category for chart in category.chart] == ["Losses"]
-
-
-# --- a model the callbacks cannot work on: they warn once, write nothing, and training goes on ----------
-
-
-class NoLinearNoLogits(TinyRGBNet):
-    """Convolutions only (no nn.Linear), and a validation_step that returns only the loss."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, len(NAMES), 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Identity()
-
-    def validation_step(self, batch, batch_idx):
-        images, labels, _ = batch
-        return F.cross_entropy(self(images), labels)
-
-
-def test_a_model_without_logits_or_linear_layer_is_warned_about_once(tmp_path: Path) -> None:
-    picky = [callbacks.EmbeddingProjector(), callbacks.MisclassifiedImages(), callbacks.ConfusionMatrixImage(),
-             callbacks.PRCurves()]  # fmt: skip
-    with pytest.warns(UserWarning) as caught:
-        trainer = train(NoLinearNoLogits(), picky, epochs=2)
-    assert trainer.current_epoch == 2, "training went on"
-    messages = [str(w.message) for w in caught]
-    assert sum("EmbeddingProjector found no nn.Linear" in m for m in messages) == 1
-    for name in ("MisclassifiedImages", "ConfusionMatrixImage", "PRCurves"):
-        assert sum(m.startswith(f"{name} needs the model's logits") for m in messages) == 1, name
-    (run,) = run_dirs()
-    board = events(run)
-    assert not board.Tags()["images"] and not board.Tags()["tensors"]
-    assert not list(run.rglob("tensors.tsv")) and not (run / "projector_config.pbtxt").exists()
-
-
-def test_class_names_argument_wins_and_a_wrong_count_is_numbered(tmp_path: Path) -> None:
-    given = callbacks.PRCurves(class_names=["a", "b", "c", "d"])
-    wrong = callbacks.ConfusionMatrixImage(class_names=["only", "two"])
-    with pytest.warns(UserWarning, match="ConfusionMatrixImage has 2 class names for 4 logits"):
-        train(TinyRGBNet(), [given, wrong], epochs=1)
-    (run,) = run_dirs()
-    board = events(run)
-    assert set(board.Tags()["tensors"]) == {"PR/a", "PR/b", "PR/c", "PR/d"}
-    assert board.Images("Confusion Matrix")
-
-
-class DictForward(TinyRGBNet):
-    """``forward`` returns a dict: nothing to trace for the graph, no logits for a forward pass."""
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"scores": self.head(self.features(x))}
-
-    def training_step(self, batch, batch_idx):
-        images, labels, _ = batch
-        return F.cross_entropy(self(images)["scores"], labels)
-
-    def validation_step(self, batch, batch_idx):
-        return None
-
-
-def test_a_model_whose_forward_returns_a_dict_is_warned_about_once(tmp_path: Path) -> None:
-    picky = [callbacks.ModelGraph(), callbacks.SampleImages(), callbacks.EmbeddingProjector()]
-    with pytest.warns(UserWarning) as caught:
-        trainer = train(DictForward(), picky, epochs=2)
-    assert trainer.current_epoch == 2, "training went on"
-    messages = [str(w.message) for w in caught]
-    assert sum(m.startswith("ModelGraph could not trace the model") for m in messages) == 1
-    for name in ("SampleImages", "EmbeddingProjector"):
-        assert sum(m.startswith(f"{name} needs the model's logits") for m in messages) == 1, name
-    (run,) = run_dirs()
-    board = events(run)
-    assert not board.Tags()["graph"] and not board.Tags()["images"]
-    assert not list(run.rglob("tensors.tsv"))
