@@ -9,6 +9,7 @@ prints the result. A trial is an ordinary fit (fmnist/trial.py).
 import argparse
 import multiprocessing
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ class Sweep:
             load_if_exists=True,
         )
         optuna.logging.set_verbosity(verbosity)
+        _check_same_space(study, self.params)
         if study.direction.name.lower() != self.direction:
             raise InputError(
                 f"study {self.study} in {self.storage} was made to {study.direction.name.lower()}, "
@@ -148,15 +150,13 @@ def sweep(args: list[str]) -> None:
     if config.n_trials is None:  # a grid is searched once through; other samplers try 20 values
         config.n_trials = _grid_size(params) if config.sampler == "grid" and _grid_size(params) else 20
     _check_settings(config)
-    created = not root.exists()
+    created = next((path for path in [*reversed(root.parents), root] if not path.exists()), None)
     root.mkdir(parents=True, exist_ok=True)
     try:
         config.open()
     except InputError:
-        if created:
-            for path in sorted(root.rglob("*"), reverse=True):
-                path.unlink()
-            root.rmdir()
+        if created is not None:  # no half-made study folder for a storage that could not be opened
+            shutil.rmtree(created, ignore_errors=True)
         raise
     if config.workers == 1:
         work(config)
@@ -256,6 +256,22 @@ def _check_settings(config: Sweep) -> None:
         size = _grid_size(config.params)
         if config.n_trials > size:
             raise InputError(f"sweep: n_trials {config.n_trials} exceeds the grid's {size} combinations")
+
+
+def _check_same_space(study: optuna.Study, params: list[Param]) -> None:
+    """A continued study keeps the ranges of its trials (Optuna cannot mix a changed categorical)."""
+    earlier = {}
+    for trial in study.get_trials(deepcopy=False):
+        earlier.update(trial.distributions)
+    for param in params:
+        if param.key in earlier:
+            try:
+                optuna.distributions.check_distribution_compatibility(earlier[param.key], param.distribution())
+            except ValueError as err:
+                raise InputError(
+                    f"--space: {param.key} differs from the range of study {study.study_name}'s earlier trials ({err});"
+                    " use another --study for a new space"
+                ) from err
 
 
 def _grid_size(params: list[Param]) -> int:
