@@ -7,6 +7,7 @@ prints the result. A trial is an ordinary fit (fmnist/trial.py).
 """
 
 import argparse
+import importlib.util
 import multiprocessing
 import os
 import shutil
@@ -96,9 +97,14 @@ class Sweep:
     def open(self) -> optuna.Study:
         kwargs = {"connect_args": {"timeout": 120}} if self.storage.startswith("sqlite") else {"pool_pre_ping": True}
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+        url = self.storage
+        if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+            url = "postgresql+psycopg2://" + url.removeprefix(
+                "postgresql://"
+            )  # SQLAlchemy >= 2.1 defaults to psycopg 3
         try:
             storage = optuna.storages.RDBStorage(
-                self.storage,
+                url,
                 engine_kwargs=kwargs,
                 heartbeat_interval=HEARTBEAT,
                 grace_period=GRACE,

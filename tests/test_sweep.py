@@ -114,7 +114,22 @@ def test_a_hopeless_trial_is_pruned_and_keeps_its_logs(fmnist: Callable[..., int
             "space": {"seed_everything": {"type": "categorical", "choices": [42]}},
         },
     )
-    assert fmnist("sweep", "--space", str(space), "--n_trials", "3", "--config", str(fast), "--model.lr", "0.01") == 0
+    assert (
+        fmnist(
+            "sweep",
+            "--space",
+            str(space),
+            "--n_trials",
+            "3",
+            "--config",
+            str(fast),
+            "--model.lr",
+            "0.01",
+            "--trainer.max_epochs",
+            "1",
+        )
+        == 0
+    )
     assert fmnist("sweep", "--space", str(space), "--n_trials", "4", "--config", str(fast), "--model.lr", "1e-9") == 0
     trials = study("p").trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED]
@@ -137,6 +152,7 @@ def finished(trials: list) -> list:
     return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
 
+@pytest.mark.slow  # real processes
 def test_two_workers_share_one_study(data_dir: Path, fast: Path, tmp_path: Path) -> None:
     space = write(tmp_path / "two.yaml", {**SPACE, "n_trials": 4})
     done = subprocess.run(
@@ -153,6 +169,7 @@ def test_two_workers_share_one_study(data_dir: Path, fast: Path, tmp_path: Path)
     assert len(set(folders)) == 4 and all((Path(f) / "config.yaml").is_file() for f in folders)
 
 
+@pytest.mark.slow  # real processes, and a wait for the killed trial's heartbeat to go stale
 def test_a_killed_sweep_continues_to_exactly_n_trials(data_dir: Path, fast: Path, tmp_path: Path) -> None:
     space = write(tmp_path / "killed.yaml", {**SPACE, "n_trials": 2})
     command = sweep_command(data_dir, "--space", str(space), "--config", str(fast))
@@ -305,7 +322,7 @@ def test_two_workers_on_a_postgresql_study(data_dir: Path, fast: Path, tmp_path:
         )
         done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
-        trials = optuna.load_study(study_name="pg", storage=url).trials
+        trials = optuna.load_study(study_name="pg", storage=url.replace("postgresql:", "postgresql+psycopg2:")).trials
     assert len(finished(trials)) == 4
     assert len({t.user_attrs["run_dir"] for t in finished(trials)}) == 4
     assert not Path("runs/pg/study.db").exists()
