@@ -11,6 +11,7 @@ import importlib.util
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -174,9 +175,16 @@ def sweep(args: list[str]) -> None:
             process.start()
         for process in processes:
             process.join()
-        if any(process.exitcode for process in processes):
-            raise SystemExit(max(process.exitcode or 0 for process in processes))
-    report.summary(config.open(), config)
+    study = config.open()
+    report.summary(study, config)
+    codes = [process.exitcode for process in processes] if config.workers > 1 else []
+    if 2 in codes:
+        raise SystemExit(2)  # the worker printed its fmnist: error line
+    finished = len(study.get_trials(deepcopy=False, states=STARTED[1:]))
+    if any(codes) and finished < config.n_trials:
+        raise InputError(
+            f"sweep: a worker ended with exit status {[c for c in codes if c][0]}; run the command again to go on"
+        )
 
 
 def _quiet() -> None:
@@ -215,7 +223,7 @@ def _worker(config: Sweep, threads: int) -> None:
     try:
         work(config)
     except InputError as err:
-        print(f"fmnist: error: {err}", flush=True)
+        print(f"fmnist: error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 
 
