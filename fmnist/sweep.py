@@ -26,7 +26,7 @@ from fmnist import report
 from fmnist.cli import FashionCLI, _quiet_lightning, _tensorboard_configs
 from fmnist.errors import InputError
 from fmnist.space import Param, load
-from fmnist.trial import STARTED, Surplus, fit_args, run_trial
+from fmnist.trial import STARTED, RetryKilled, Surplus, fit_args, run_trial
 
 #: Seconds between a running trial's heartbeats, and of silence after which it counts as killed:
 #: it is then marked failed and its configuration queued again (at most MAX_RETRY times).
@@ -97,7 +97,7 @@ class Sweep:
 
     def open(self) -> optuna.Study:
         kwargs = {"connect_args": {"timeout": 120}} if self.storage.startswith("sqlite") else {"pool_pre_ping": True}
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+        retry = RetryKilled(self.metric, MAX_RETRY)
         url = self.storage
         if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
             url = "postgresql+psycopg2://" + url.removeprefix(

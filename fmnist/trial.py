@@ -108,20 +108,36 @@ def _write_row(cli: TrialCLI, number: int, state: str, values: dict[str, Any]) -
     """The trial's row in the HParams dashboard: its hyperparameters, trial number and state."""
     params = run_hparams(cli.model, cli.datamodule)
     # sampled options outside the model and data (seed_everything, trainer.*) get a column of their own
-    params.update(
-        {
-            k: v if isinstance(v, (bool, int, float, str)) else str(v)
-            for k, v in values.items()
-            if not k.startswith(("model.", "data."))
-        }
-    )
+    params.update({k: v for k, v in values.items() if not k.startswith(("model.", "data."))})
+    write_row(cli.run_dir, params, number, state, [cli.metric, *cli.table_metrics])
+
+
+def write_row(run_dir: Path, params: dict[str, Any], number: int, state: str, metrics: list[str]) -> None:
+    params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
     params.update(trial=number, trial_state=state)
-    metrics = dict.fromkeys([cli.metric, *cli.table_metrics], 0.0)
-    experiment, start, end = hparams(params, metrics)
+    experiment, start, end = hparams(params, dict.fromkeys(metrics, 0.0))
     data = plugin_data_pb2.HParamsPluginData.FromString(end.value[0].metadata.plugin_data.content)
     data.session_end_info.status = api_pb2.Status.Value(STATUS[state])
     end.value[0].metadata.plugin_data.content = data.SerializeToString()
-    writer = SummaryWriter(str(cli.run_dir))
+    writer = SummaryWriter(str(run_dir))
     for summary in (experiment, start, end):
         writer._get_file_writer().add_summary(summary)
     writer.close()
+
+
+class RetryKilled(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial whose heartbeat stopped, plus its HParams row: state failed.
+
+    The row has the sampled values only (the killed process took the rest with it), and is
+    written only where the trial's run folder is, i.e. on the machine that ran it.
+    """
+
+    def __init__(self, metric: str, max_retry: int) -> None:
+        super().__init__(max_retry=max_retry)
+        self.metric = metric
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        super().__call__(study, trial)
+        run_dir = Path(trial.user_attrs.get("run_dir", ""))
+        if trial.user_attrs.get("run_dir") and run_dir.is_dir():
+            write_row(run_dir, dict(trial.params), trial.number, "failed", [self.metric])

@@ -139,6 +139,16 @@ def test_a_hopeless_trial_is_pruned_and_keeps_its_logs(fmnist: Callable[..., int
     assert values["trial_state"] == "pruned" and values["lr"] == pytest.approx(1e-9)
 
 
+def test_no_trial_starts_after_the_timeout(fmnist: Callable[..., int], fast: Path, tmp_path: Path, capsys) -> None:
+    space = write(tmp_path / "t.yaml", SPACE)
+    assert (
+        fmnist("sweep", "--space", str(space), "--timeout", "0.5", "--config", str(fast), "--trainer.max_epochs", "1")
+        == 0
+    )
+    assert len(study("t").trials) == 1  # the first trial started within the time; no other did
+    assert "study t: 1 of 3 trials finished" in capsys.readouterr().out
+
+
 def sweep_command(data_dir: Path, *args: str) -> list[str]:
     data = ["--data.data_dir", str(data_dir), "--data.val_size", "128", "--data.download", "false"]
     return [sys.executable, "-m", "fmnist", "sweep", *data, *args]
@@ -190,6 +200,9 @@ def test_a_killed_sweep_continues_to_exactly_n_trials(data_dir: Path, fast: Path
     assert killed.state == TrialState.FAIL  # found by its stopped heartbeat
     retry = next(t for t in trials if t.system_attrs.get("failed_trial") == 1)
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    values, status = session(Path("runs/killed/trial_1"))  # the killed trial's row, written on restart
+    assert values["trial_state"] == "failed" and status == api_pb2.Status.Value("STATUS_FAILURE")
+    assert values["model.lr"] == pytest.approx(killed.params["model.lr"])
     assert "failed" in done.stdout and "2 of 2 trials finished" in done.stdout
 
 
