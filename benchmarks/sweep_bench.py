@@ -1,7 +1,7 @@
-"""Sweep benchmark: ``python benchmarks/sweep_bench.py [--epochs 3] [--batches 0.1]`` (about 15 minutes on 2 cores).
+"""Sweep benchmark: ``python benchmarks/sweep_bench.py [--epochs 3] [--batches 0.05]`` (about 15 minutes on 2 cores).
 
 On the real Fashion-MNIST data, with short trials (``--epochs`` epochs on ``--batches`` of the
-training batches, every callback of configs/default.yaml), all in one run so that ratios compare
+training batches, validation on ``--val_batches`` of the validation batches, every callback of configs/default.yaml), all in one run so that ratios compare
 like with like:
 
 (a) per-trial overhead: a trial's duration inside ``python -m fmnist sweep`` against the same
@@ -60,17 +60,20 @@ def minutes(trial: optuna.trial.FrozenTrial) -> float:
 def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batches", type=float, default=0.1, help="fraction of the training batches per epoch")
+    parser.add_argument("--batches", type=float, default=0.05, help="fraction of the training batches per epoch")
+    parser.add_argument("--val_batches", type=float, default=0.4, help="fraction of the validation batches")
     parser.add_argument("--repeat", type=int, default=2, help="fit/trial pairs for (a)")
     parser.add_argument("--trials", type=int, default=4, help="trials per worker setting for (c)")
     options = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     short = ["--trainer.max_epochs", str(options.epochs), "--trainer.limit_train_batches", str(options.batches)]
+    short += ["--trainer.limit_val_batches", str(options.val_batches)]
     short += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
     folder = Path(tempfile.mkdtemp(prefix="fmnist-sweep-bench-"))
     os.chdir(folder)  # runs/ goes there; the data is found in /usr/share/datasets/fashion-mnist
     print(f"setting: real Fashion-MNIST, {options.epochs} epochs on {options.batches:.0%} of the training batches,")
-    print(f"validation on 5000 held-out images every epoch, every default callback; {os.cpu_count()} cores; {folder}")
+    print(f"validation on {options.val_batches:.0%} of the 5000 held-out images every epoch, every default callback;")
+    print(f"{os.cpu_count()} cores shared with other jobs (ratios are measured side by side); {folder}")
 
     # (a) the same configuration as a fit alone and as a sweep trial, alternated
     single = space(folder, "single", {"model.lr": [1e-3]}, pruner="none")
