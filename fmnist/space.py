@@ -13,7 +13,7 @@ searched fit options (``configs/sweep.yaml``)::
       model.hidden_size: {type: int, low: 64, high: 256, step: 64}
 
 Each range becomes one of Optuna's ``trial.suggest_*`` calls. Whether a key is a fit option, and
-whether its values are valid, is asked of the fit parser itself (fmnist/sweep.py).
+whether its values are valid, is asked of the fit parser itself (:func:`check_against_fit`).
 """
 
 import json
@@ -24,7 +24,9 @@ from typing import Any
 
 import optuna
 import yaml
+from jsonargparse import ArgumentError
 
+from fmnist.cli import FashionCLI, _tensorboard_configs
 from fmnist.errors import InputError
 
 #: Top-level keys of a space file besides ``space``: the sweep flags of the same names.
@@ -141,3 +143,57 @@ def _param(path: Path, key: str, spec: Any) -> Param:
         raise fail("step and log cannot be combined (Optuna samples either on a grid or on a log scale)")
     as_number = int if kind == "int" else float
     return Param(key, kind, as_number(low), as_number(high), step and as_number(step), log)
+
+
+def check_against_fit(fit_options: list[str], params: list[Param]) -> str:
+    """Ask the fit parser whether the fit options, each space key and each end of its range are valid.
+
+    Returns the logger's ``save_dir``, under which the study's folder goes.
+    """
+    cli = _ParseOnly(["fit", *fit_options])
+    loggers = _tensorboard_configs(cli.config.fit.trainer.logger)
+    if not loggers:
+        raise InputError("sweep: trials need a TensorBoard logger (--trainer.logger), as in configs/default.yaml")
+    for param in params:
+        for value in param.probes():
+            try:
+                cli.parser.parse_args(["fit", *fit_options, f"--{param.key}", as_flag(value)])
+            except ArgumentError as err:
+                message = " ".join(str(err).split())
+                if "nrecognized argument" in message or "not a valid" in message and "key" in message:
+                    raise InputError(f"--space: {param.key} is not an option of python -m fmnist fit") from err
+                raise InputError(f"--space: {param.key} = {value!r} is rejected by fit: {message}") from err
+    return str(loggers[0].init_args.save_dir)
+
+
+def check_same_space(study: optuna.Study, params: list[Param]) -> None:
+    """A continued study keeps the ranges of its trials (Optuna cannot mix a changed categorical)."""
+    earlier = {}
+    for trial in study.get_trials(deepcopy=False):
+        earlier.update(trial.distributions)
+    for param in params:
+        if param.key in earlier:
+            try:
+                optuna.distributions.check_distribution_compatibility(earlier[param.key], param.distribution())
+            except ValueError as err:
+                raise InputError(
+                    f"--space: {param.key} differs from the range of study {study.study_name}'s earlier trials ({err});"
+                    " use another --study for a new space"
+                ) from err
+
+
+def grid_size(params: list[Param]) -> int:
+    size = 1
+    for param in params:
+        size *= len(param.grid() or [])
+    return size
+
+
+class _ParseOnly(FashionCLI):
+    """The fit parser and its checks, without building or running anything."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        pass

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import optuna
 import torch
-from jsonargparse import ArgumentError
 
 from callbacks import TrainingDivergedError
 from fmnist import report
-from fmnist.cli import FashionCLI, _quiet_lightning, _tensorboard_configs
+from fmnist.cli import _quiet_lightning
 from fmnist.errors import InputError
-from fmnist.space import Param, load
-from fmnist.trial import STARTED, RetryKilled, Surplus, fit_args, run_trial
+from fmnist.space import Param, check_against_fit, check_same_space, grid_size, load
+from fmnist.trial import STARTED, RetryKilled, Surplus, run_trial
 
 #: Seconds between a running trial's heartbeats, and of silence after which it counts as killed:
 #: it is then marked failed and its configuration queued again (at most MAX_RETRY times).
@@ -127,7 +126,7 @@ class Sweep:
             load_if_exists=True,
         )
         optuna.logging.set_verbosity(verbosity)
-        _check_same_space(study, self.params)
+        check_same_space(study, self.params)
         if study.direction.name.lower() != self.direction:
             raise InputError(
                 f"study {self.study} in {self.storage} was made to {study.direction.name.lower()}, "
@@ -143,7 +142,7 @@ def sweep(args: list[str]) -> None:
     settings, params = load(flags.space)
     fit_options = [*settings.pop("fit"), *fit_options]  # the space file's fit: section, then the command's
     settings = {**DEFAULTS, **settings, **{k: v for k, v in vars(flags).items() if v is not None and k != "space"}}
-    save_dir = _check_fit_options(fit_options, params)
+    save_dir = check_against_fit(fit_options, params)
     study = str(settings["study"] or flags.space.stem)
     root = Path(save_dir) / study
     config = Sweep(
@@ -155,7 +154,7 @@ def sweep(args: list[str]) -> None:
         **{k: settings[k] for k in ("metric", "direction", "n_trials", "workers", "pruner", "sampler", "timeout")},
     )
     if config.n_trials is None:  # a grid is searched once through; other samplers try 20 values
-        config.n_trials = _grid_size(params) if config.sampler == "grid" and _grid_size(params) else 20
+        config.n_trials = grid_size(params) if config.sampler == "grid" and grid_size(params) else 20
     _check_settings(config)
     created = next((path for path in [*reversed(root.parents), root] if not path.exists()), None)
     root.mkdir(parents=True, exist_ok=True)
@@ -231,27 +230,6 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _check_fit_options(fit_options: list[str], params: list[Param]) -> str:
-    """Ask the fit parser whether the fit options, each space key and each end of its range are valid.
-
-    Returns the logger's ``save_dir``, under which the study's folder goes.
-    """
-    cli = _ParseOnly(["fit", *fit_options])
-    loggers = _tensorboard_configs(cli.config.fit.trainer.logger)
-    if not loggers:
-        raise InputError("sweep: trials need a TensorBoard logger (--trainer.logger), as in configs/default.yaml")
-    for param in params:
-        for value in param.probes():
-            try:
-                cli.parser.parse_args(fit_args(fit_options, {param.key: value}))
-            except ArgumentError as err:
-                message = " ".join(str(err).split())
-                if "nrecognized argument" in message or "not a valid" in message and "key" in message:
-                    raise InputError(f"--space: {param.key} is not an option of python -m fmnist fit") from err
-                raise InputError(f"--space: {param.key} = {value!r} is rejected by fit: {message}") from err
-    return str(loggers[0].init_args.save_dir)
-
-
 def _check_settings(config: Sweep) -> None:
     for name in ("n_trials", "workers"):
         value = getattr(config, name)
@@ -267,39 +245,6 @@ def _check_settings(config: Sweep) -> None:
         continuous = [p.key for p in config.params if p.grid() is None]
         if continuous:
             raise InputError(f"sweep: the grid sampler needs a step for the float range of {continuous[0]}")
-        size = _grid_size(config.params)
+        size = grid_size(config.params)
         if config.n_trials > size:
             raise InputError(f"sweep: n_trials {config.n_trials} exceeds the grid's {size} combinations")
-
-
-def _check_same_space(study: optuna.Study, params: list[Param]) -> None:
-    """A continued study keeps the ranges of its trials (Optuna cannot mix a changed categorical)."""
-    earlier = {}
-    for trial in study.get_trials(deepcopy=False):
-        earlier.update(trial.distributions)
-    for param in params:
-        if param.key in earlier:
-            try:
-                optuna.distributions.check_distribution_compatibility(earlier[param.key], param.distribution())
-            except ValueError as err:
-                raise InputError(
-                    f"--space: {param.key} differs from the range of study {study.study_name}'s earlier trials ({err});"
-                    " use another --study for a new space"
-                ) from err
-
-
-def _grid_size(params: list[Param]) -> int:
-    size = 1
-    for param in params:
-        size *= len(param.grid() or [])
-    return size
-
-
-class _ParseOnly(FashionCLI):
-    """The fit parser and its checks, without building or running anything."""
-
-    def instantiate_classes(self) -> None:
-        pass
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        pass
