@@ -55,6 +55,9 @@ def write_best(best: FrozenTrial, config: Any) -> Path | None:
         args = logger.get("init_args", {}) if isinstance(logger, dict) else {}
         if args.get("version") == run_dir.name:
             args.update(name=f"{args['name']}/best", version=None)
+    for flag in ("enable_progress_bar", "enable_model_summary"):  # off in trials only to keep workers' output apart
+        if f"--trainer.{flag}" not in config.fit_options:
+            fit["trainer"][flag] = True
     values = ", ".join(f"{k}={_cell(v)}" for k, v in best.params.items())
     header = (
         f"# Best trial of study {config.study}: trial {best.number}, {config.metric} {best.value:.4f}\n"
