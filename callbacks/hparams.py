@@ -45,12 +45,18 @@ class HyperparameterTable(Callback):
         writer = find_tensorboard(trainer, self)
         if writer is None:
             return
-        params = dict(_flatten(pl_module.hparams_initial))
-        if trainer.datamodule is not None:
-            params.update(_flatten(trainer.datamodule.hparams_initial))
+        params = run_hparams(pl_module, trainer.datamodule)
         file_writer = writer._get_file_writer()  # the public add_hparams would create a second run
         for summary in hparams(params, dict.fromkeys(self.metrics, 0.0)):
             file_writer.add_summary(summary)
+
+
+def run_hparams(pl_module: "pl.LightningModule", datamodule: "pl.LightningDataModule | None") -> dict[str, Any]:
+    """The HParams columns of a run: the module's and the datamodule's ``save_hyperparameters``."""
+    params = dict(_flatten(pl_module.hparams_initial))
+    if datamodule is not None:
+        params.update(_flatten(datamodule.hparams_initial))
+    return params
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> Any:
