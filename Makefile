@@ -12,7 +12,7 @@ EPOCHS ?= 5
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,profiler]"
+	$(PY) -m pip install --quiet -e ".[test,profiler,postgres]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -51,7 +51,7 @@ screenshots: install data
 	$(PY) docs/screenshots.py
 
 benchmark: install data
-	$(PY) -m fmnist.benchmark
+	$(PY) -m benchmarks.bench
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir runs

@@ -1,7 +1,29 @@
-"""Lightning callbacks that show fmnist's training in TensorBoard; each works on its own.
+"""Lightning callbacks that show an image classifier's training in TensorBoard; each works on its own.
 
-Listed in ``configs/default.yaml`` as ``class_path: callbacks.<Name>``; every one writes through
-the trainer's TensorBoardLogger (found by :func:`find_tensorboard`) on global rank zero.
+fmnist lists them in ``configs/default.yaml`` as ``class_path: callbacks.<Name>``, but they know
+nothing of fmnist: any image classification LightningModule can use them with default arguments.
+Every one writes through the trainer's TensorBoardLogger (found by :func:`find_tensorboard`) on
+global rank zero. The contract:
+
+- Dependencies: torch, torchvision, lightning, torchmetrics, tensorboard, numpy and Pillow only;
+  the fmnist application depends on this library, never the reverse.
+- Validation batches are ``(images, labels, ...)``; images are float ``(N, C, H, W)`` with 1 or 3
+  channels and any size; ``validation_step`` returns the logits (a tensor, or a dict with
+  ``"logits"``), and ``forward`` returns them too.
+- Class names: the callback's ``class_names`` argument; else the datamodule's ``class_names``
+  attribute; else ``"0"``, ``"1"``, ... The number of classes comes from the logits' width.
+- Display range of the images: the ``value_range`` argument; else the datamodule's
+  ``value_range`` attribute; else each image stretched from its min to its max, as
+  ``make_grid(normalize=True, scale_each=True)`` does.
+- Projector: ``layer`` names a submodule; without it, the input of the model's last ``nn.Linear``.
+- Graph: the module's ``example_input_array``, else the first validation batch's images.
+- A callback that cannot work on a model (no logits, no linear layer, an untraceable model, no
+  TensorBoardLogger) warns once and writes nothing; it never stops training.
+
+Example, for any classifier ``model`` and datamodule ``data``::
+
+    trainer = Trainer(logger=TensorBoardLogger("runs"), callbacks=[SampleImages(), ConfusionMatrixImage()])
+    trainer.fit(model, data)
 """
 
 from callbacks.averaging import WeightEMA

@@ -33,7 +33,8 @@ class WeightEMA(WeightAveraging):
 
     Example::
 
-        trainer = Trainer(callbacks=[WeightEMA(decay=0.999)])
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(callbacks=[WeightEMA(decay=0.999)], logger=False)
     """
 
     def __init__(self, decay: float = 0.999, device: str | None = None) -> None:

@@ -1,41 +1,72 @@
 """The model graph in TensorBoard's Graphs tab. On by default in ``python -m fmnist fit``."""
 
 import warnings
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from typing_extensions import override
 
+from callbacks.contract import warn_once
 from callbacks.sampling import evaluating
 from callbacks.tensorboard import find_tensorboard
 
 
 class ModelGraph(Callback):
-    """Trace the LightningModule once at the start of fit and write its graph.
+    """Trace the LightningModule once and write its graph.
 
     The input is the module's ``example_input_array`` (a tensor or a tuple of tensors), as for
-    Lightning's model summary. The trace runs in eval mode without gradients, on global rank
-    zero, and does not touch the random number generators, so training is unchanged.
+    Lightning's model summary, traced at the start of fit; without one, the images of the first
+    validation batch (its first element), traced when that batch arrives. The trace runs in eval
+    mode without gradients, on global rank zero, and does not touch the random number
+    generators, so training is unchanged. A model that cannot be traced gets a warning and no graph.
 
     Example::
 
-        trainer = Trainer(callbacks=[ModelGraph()])
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(callbacks=[ModelGraph()], logger=False)
     """
+
+    def __init__(self) -> None:
+        self._written = False
 
     @override
     def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._written = False
         example = pl_module.example_input_array
-        if not isinstance(example, (Tensor, tuple)):
-            rank_zero_warn("ModelGraph needs the LightningModule's example_input_array; no graph is written.")
+        if isinstance(example, (Tensor, tuple)):
+            self._write(trainer, pl_module, example)
+
+    @override
+    def on_validation_batch_start(
+        self,
+        trainer: "pl.Trainer",
+        pl_module: "pl.LightningModule",
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._written or trainer.state.fn != "fit":
             return
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if isinstance(images, Tensor):
+            self._write(trainer, pl_module, images[:1])
+        else:
+            self._written = True
+            warn_once(self, "found no example_input_array and no tensor of images in the validation batch; no graph.")
+
+    def _write(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", example: Any) -> None:
+        self._written = True
         writer = find_tensorboard(trainer, self)
         if writer is None:
             return
-        with evaluating(pl_module), warnings.catch_warnings():
-            # add_graph traces with TorchScript, deprecated in torch >= 2.9 but still what the
-            # Graphs dashboard reads; the warning is about torch, not about this model
-            warnings.filterwarnings("ignore", ".*torch.jit.*deprecated", FutureWarning)
-            writer.add_graph(pl_module, move_data_to_device(example, pl_module.device))
+        try:
+            with evaluating(pl_module), warnings.catch_warnings():
+                # add_graph traces with TorchScript, deprecated in torch >= 2.9 but still what the
+                # Graphs dashboard reads; the warning is about torch, not about this model
+                warnings.filterwarnings("ignore", ".*torch.jit.*deprecated", FutureWarning)
+                writer.add_graph(pl_module, move_data_to_device(example, pl_module.device))
+        except Exception as err:  # tracing fails in many ways (data-dependent control flow, dict outputs...)
+            warn_once(self, f"could not trace the model ({type(err).__name__}: {err}); no graph is written.")

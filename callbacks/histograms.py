@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from callbacks.sampling import is_due
+from callbacks.contract import check_every_n_epochs, is_due
 from callbacks.tensorboard import find_tensorboard
 
 
@@ -30,14 +30,12 @@ class ParameterHistograms(Callback):
 
     Example::
 
-        trainer = Trainer(callbacks=[ParameterHistograms(every_n_epochs=2)])
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(callbacks=[ParameterHistograms(every_n_epochs=2)], logger=False)
     """
 
     def __init__(self, every_n_epochs: int = 1, weights: bool = True, gradients: bool = True) -> None:
-        if every_n_epochs < 1:
-            raise MisconfigurationException(
-                f"ParameterHistograms: every_n_epochs must be at least 1, got {every_n_epochs}"
-            )
+        check_every_n_epochs(self, every_n_epochs)
         if not (weights or gradients):
             raise MisconfigurationException(
                 "ParameterHistograms: weights and gradients are both off; remove the callback instead"

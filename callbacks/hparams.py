@@ -3,12 +3,12 @@
 On by default in ``python -m fmnist fit``, so that runs with different settings compare in one table.
 """
 
+import importlib
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-from jsonargparse.typing import import_object
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch.utils.tensorboard.summary import hparams
@@ -31,7 +31,8 @@ class HyperparameterTable(Callback):
 
     Example::
 
-        trainer = Trainer(callbacks=[HyperparameterTable(["Accuracy/val_best", "Loss/val"])])
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(callbacks=[HyperparameterTable(["Accuracy/val_best", "Loss/val"])], logger=False)
     """
 
     def __init__(self, metrics: Sequence[str] = ("Accuracy/val_best", "Loss/val")) -> None:
@@ -44,12 +45,18 @@ class HyperparameterTable(Callback):
         writer = find_tensorboard(trainer, self)
         if writer is None:
             return
-        params = dict(_flatten(pl_module.hparams_initial))
-        if trainer.datamodule is not None:
-            params.update(_flatten(trainer.datamodule.hparams_initial))
+        params = run_hparams(pl_module, trainer.datamodule)
         file_writer = writer._get_file_writer()  # the public add_hparams would create a second run
         for summary in hparams(params, dict.fromkeys(self.metrics, 0.0)):
             file_writer.add_summary(summary)
+
+
+def run_hparams(pl_module: "pl.LightningModule", datamodule: "pl.LightningDataModule | None") -> dict[str, Any]:
+    """The HParams columns of a run: the module's and the datamodule's ``save_hyperparameters``."""
+    params = dict(_flatten(pl_module.hparams_initial))
+    if datamodule is not None:
+        params.update(_flatten(datamodule.hparams_initial))
+    return params
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> Any:
@@ -75,7 +82,8 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> Any:
 
 def _non_defaults(class_path: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        parameters = inspect.signature(import_object(class_path)).parameters
+        module, _, name = class_path.rpartition(".")
+        parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
     except (ImportError, AttributeError, ValueError, TypeError):
         return dict(arguments)
 

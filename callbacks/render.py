@@ -20,10 +20,44 @@ def _font(size: int = _FONT_SIZE) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def to_unit_range(images: Tensor, value_range: tuple[float, float]) -> Tensor:
-    """Map model inputs back to [0, 1] for display (undoes the normalisation)."""
-    low, high = value_range
-    return ((images.float() - low) / (high - low)).clamp_(0, 1)
+def to_unit_range(images: Tensor, value_range: tuple[float, float] | None) -> Tensor:
+    """Map model inputs ``(N, C, H, W)`` back to [0, 1] for display (undoes the normalisation).
+
+    Without ``value_range`` each image is stretched from its own min to max, as
+    ``make_grid(normalize=True, scale_each=True)`` does.
+
+    >>> to_unit_range(torch.tensor([[[[-1.0, 0.0, 1.0]]]]), (-1.0, 1.0)).flatten().tolist()
+    [0.0, 0.5, 1.0]
+    >>> to_unit_range(torch.tensor([[[[2.0, 4.0, 6.0]]]]), None).flatten().tolist()
+    [0.0, 0.5, 1.0]
+    """
+    images = images.float()
+    if value_range is None:
+        low = images.amin(dim=(1, 2, 3), keepdim=True)
+        high = torch.maximum(images.amax(dim=(1, 2, 3), keepdim=True), low + 1e-5)
+    else:
+        low, high = value_range
+    return ((images - low) / (high - low)).clamp_(0, 1)
+
+
+def prediction_captions(
+    probabilities: Tensor, labels: Tensor, class_names: Sequence[str]
+) -> tuple[list[tuple[str, str]], list[tuple[int, int, int]]]:
+    """Caption lines and colours for a grid: the predicted class with its probability, and the true class.
+
+    As the PyTorch tutorial "Visualizing Models, Data, and Training with TensorBoard" labels its
+    images; green when the prediction is right, red when it is wrong.
+
+    >>> captions, colors = prediction_captions(torch.tensor([[0.127, 0.873]]), torch.tensor([1]), ["Shirt", "Coat"])
+    >>> captions, colors == [GREEN]
+    ([('Coat 87.3%', 'true: Coat')], True)
+    """
+    confidence, predicted = probabilities.max(dim=1)
+    captions, colors = [], []
+    for p, c, t in zip(predicted.tolist(), confidence.tolist(), labels.tolist()):
+        captions.append((f"{class_names[p]} {c:.1%}", f"true: {class_names[t]}"))
+        colors.append(GREEN if p == t else RED)
+    return captions, colors
 
 
 def captioned_grid(

@@ -1,18 +1,13 @@
 """What the visual callbacks share besides the writer: fixed samples and side-effect-free forwards."""
 
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import Dataset
 from torch.utils.data.dataloader import default_collate
-
-_warned: "weakref.WeakSet[object]" = weakref.WeakSet()
 
 
 def fixed_sample(dataset: Dataset, count: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -35,21 +30,6 @@ def validation_dataset(trainer: "pl.Trainer") -> Dataset:
     return loader.dataset
 
 
-def validation_logits(outputs: Any, callback: object) -> Tensor | None:
-    """The logits a ``validation_step`` returned, as a tensor or under the key ``"logits"``.
-
-    Warns once per callback when there are none, and returns ``None``.
-    """
-    logits = outputs if isinstance(outputs, Tensor) else outputs.get("logits") if isinstance(outputs, dict) else None
-    if logits is None and callback not in _warned:
-        _warned.add(callback)
-        rank_zero_warn(
-            f"{type(callback).__name__} needs validation_step to return the logits (a tensor, or a dict"
-            " with 'logits'); it will write nothing."
-        )
-    return logits
-
-
 @contextmanager
 def evaluating(module: torch.nn.Module) -> Iterator[None]:
     """Run ``module`` in eval mode without gradients, then restore its train/eval mode."""
@@ -60,8 +40,3 @@ def evaluating(module: torch.nn.Module) -> Iterator[None]:
             yield
     finally:
         module.train(was_training)
-
-
-def is_due(epoch: int, every_n_epochs: int) -> bool:
-    """Whether a per-epoch visual runs in ``epoch`` (0-based); ``0`` means never."""
-    return every_n_epochs > 0 and (epoch + 1) % every_n_epochs == 0

@@ -27,7 +27,8 @@ class MultilineCharts(Callback):
 
     Example::
 
-        trainer = Trainer(callbacks=[MultilineCharts({"Losses": ["Loss/train", "Loss/val"]})])
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(callbacks=[MultilineCharts({"Losses": ["Loss/train", "Loss/val"]})], logger=False)
     """
 
     def __init__(

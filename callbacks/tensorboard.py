@@ -1,14 +1,11 @@
 """The one place where callbacks find the run's TensorBoard writer."""
 
-import weakref
-
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.tensorboard import SummaryWriter
 
-_warned: "weakref.WeakSet[Callback]" = weakref.WeakSet()
+from callbacks.contract import warn_once
 
 
 def find_tensorboard(trainer: "pl.Trainer", callback: Callback) -> SummaryWriter | None:
@@ -23,12 +20,7 @@ def find_tensorboard(trainer: "pl.Trainer", callback: Callback) -> SummaryWriter
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             return logger.experiment
-    if callback not in _warned:
-        _warned.add(callback)
-        rank_zero_warn(
-            f"{type(callback).__name__} writes to TensorBoard but the trainer has no TensorBoardLogger;"
-            " it will write nothing."
-        )
+    warn_once(callback, "writes to TensorBoard but the trainer has no TensorBoardLogger; it will write nothing.")
     return None
 
 

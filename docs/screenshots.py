@@ -10,16 +10,13 @@ Playwright, waiting for what each page must show before taking the picture. Writ
 """
 
 import argparse
-import contextlib
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: the repository's tests.helpers
+from tests.helpers import TensorBoardServer
 
 VIEWPORT = {"width": 1400, "height": 900}
 CHROMIUM_ARGS = [
@@ -36,32 +33,6 @@ def train(logdir: Path, quick: bool) -> None:
     for lr in ("0.001", "0.003"):
         main(["fit", "--model.lr", lr, "--trainer.max_epochs", "2" if quick else "4", *limits,
               "--trainer.logger.init_args.save_dir", str(logdir), "--trainer.enable_progress_bar", "false"])  # fmt: skip
-
-
-@contextlib.contextmanager
-def tensorboard(logdir: Path) -> Iterator[str]:
-    """TensorBoard serving ``logdir`` on a free loopback port; yields its address."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = open(logdir / "tensorboard.log", "wb")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("tensorboard")), "--logdir", str(logdir), "--host", "127.0.0.1",
-         "--port", str(port), "--load_fast", "false", "--reload_task", "blocking", "--reload_interval", "0"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"{url}/data/runs", timeout=5).read() not in (b"[]", b""):
-                    break
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 def settle(page, locator, tries: int = 20) -> None:
@@ -202,8 +173,8 @@ def main(argv: list[str] | None = None) -> None:
         logdir = args.logdir or Path(tmp) / "runs"
         if args.logdir is None:
             train(logdir, args.quick)
-        with tensorboard(logdir) as url:
-            screenshots(url, args.out, args.browser)
+        with TensorBoardServer(logdir, logdir / "tensorboard.log") as server:
+            screenshots(server.url, args.out, args.browser)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The command line: ``python -m fmnist fit|validate|test|predict [--config FILE] [--key value ...]``.
 
+``python -m fmnist sweep`` (fmnist/sweep.py) searches fit options with Optuna.
+
 LightningCLI does the parsing; this file adds fmnist's defaults (``default.yaml`` beside it, the
 same file as ``configs/default.yaml``), run names built from hyperparameters, checkpoint
 shorthands, runs that continue in their own folder, and one-line errors instead of tracebacks.
@@ -39,7 +41,9 @@ class FashionCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},  # a resumed run rewrites its own config.yaml
             seed_everything_default=42,
             parser_kwargs={
-                "exit_on_error": False,  # main() prints parse errors as one line, without the usage wall
+                "exit_on_error": False,
+                "epilog": "Also: python -m fmnist sweep --space FILE [fit options]: search hyperparameters with Optuna"
+                " (python -m fmnist sweep --help).",  # main() prints parse errors as one line, without the usage wall
                 **{
                     name: {"default_config_files": [str(DEFAULT_CONFIG)], "exit_on_error": False}
                     for name in SUBCOMMANDS
@@ -183,8 +187,14 @@ def main(args: list[str] | None = None) -> None:
     ``FMNIST_DEBUG=1`` for the traceback); a diverged run exits with status 1.
     """
     _quiet_lightning()
+    args = sys.argv[1:] if args is None else args
     try:
-        FashionCLI(args)
+        if args[:1] == ["sweep"]:
+            from fmnist.sweep import sweep  # Optuna is imported only by the command that uses it
+
+            sweep(args[1:])
+        else:
+            FashionCLI(args)
     except (InputError, ArgumentError, TrainingDivergedError) as err:
         if os.environ.get("FMNIST_DEBUG"):
             raise

@@ -21,10 +21,20 @@ from fmnist.errors import InputError
 CLASS_NAMES: tuple[str, ...] = tuple(FashionMNIST.classes)
 #: The tutorial's ``transforms.Normalize((0.5,), (0.5,))``.
 MEAN, STD = 0.5, 0.5
+#: What black (0) and white (1) pixels become after normalisation: ``(-1.0, 1.0)``.
+VALUE_RANGE: tuple[float, float] = ((0 - MEAN) / STD, (1 - MEAN) / STD)
 
 
 def normalize(images: Tensor) -> Tensor:
-    """uint8 images ``(N, 28, 28)`` to float inputs ``(N, 1, 28, 28)``, as ToTensor + Normalize do."""
+    """uint8 images ``(N, 28, 28)`` to float inputs ``(N, 1, 28, 28)``, as ToTensor + Normalize do.
+
+    Black and white become the ends of ``VALUE_RANGE``:
+
+    >>> normalize(torch.tensor([[[0, 255]]], dtype=torch.uint8)).flatten().tolist()
+    [-1.0, 1.0]
+    >>> VALUE_RANGE
+    (-1.0, 1.0)
+    """
     return images.unsqueeze(1).float().div_(255).sub_(MEAN).div_(STD)
 
 
@@ -36,6 +46,9 @@ class FashionMNISTDataModule(LightningDataModule):
     (``/usr/share/datasets/fashion-mnist``), and last downloaded by torchvision into ``data_dir``.
     Images are decoded once into tensors and normalised like the tutorial in one bulk operation, so
     the training path does no per-image work.
+
+    The attributes ``class_names`` and ``value_range`` (the normalised range of black..white) are
+    what the callbacks in ``callbacks/`` read to label and draw the images.
 
     Args:
         data_dir: folder searched first and where a download goes.
@@ -59,6 +72,9 @@ class FashionMNISTDataModule(LightningDataModule):
         python -m fmnist fit --data.batch_size 128 --data.val_size 0
         python -m fmnist fit --data.augment_shift 2 --data.augment_flip true
     """
+
+    class_names: tuple[str, ...] = CLASS_NAMES
+    value_range: tuple[float, float] = VALUE_RANGE
 
     def __init__(
         self,

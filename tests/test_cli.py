@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from fmnist import CLASS_NAMES, cli
-from tests.conftest import events, run_dirs
+from tests.helpers import events, run_dirs
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_TAGS = {"Loss/train", "Accuracy/train", "Loss/val", "Accuracy/val"}
@@ -85,12 +85,19 @@ def test_test_and_predict_on_the_checkpoint_log_into_its_run(fmnist, trained: Pa
     assert (trained / "config.yaml").is_file() and (trained / "test_config.yaml").is_file()
 
 
-def test_checkpoint_shorthands_find_the_newest_run(fmnist, trained: Path, capsys) -> None:
+def test_checkpoint_shorthands_find_the_newest_run(fmnist, trained: Path) -> None:
     args = ("--model.lr", "0.01", "--data.batch_size", "32")
+    assert fmnist("fit", *args, "--trainer.max_epochs", "1") == 0
+    newer = trained.with_name("version_1")
+    assert run_dirs() == [trained, newer]
     assert fmnist("test", "--ckpt_path", "best", *args) == 0
-    assert set(events(trained).Tags()["scalars"]) >= TEST_TAGS
+    assert set(events(newer).Tags()["scalars"]) >= TEST_TAGS, "the newest run's best checkpoint"
+    assert not set(events(trained).Tags()["scalars"]) & TEST_TAGS, "the older run is left alone"
     assert fmnist("validate", "--ckpt_path", "last", *args) == 0
-    assert (trained / "validate_config.yaml").is_file()
+    assert (newer / "validate_config.yaml").is_file() and not (trained / "validate_config.yaml").exists()
+    assert fmnist("test", "--ckpt_path", "best", "--model.lr", "0.003", "--data.batch_size", "32") == 2, (
+        "another run name has no checkpoints"
+    )
 
 
 def test_packaged_defaults_are_configs_default_yaml() -> None:

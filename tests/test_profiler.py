@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from tests.conftest import events, run_dirs
+from tests.helpers import events, run_dirs
 
 REPO = Path(__file__).resolve().parents[1]
 

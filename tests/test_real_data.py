@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from fmnist import idx
-from tests.conftest import QUIET, REAL_DATA, events, run_dirs
+from tests.helpers import QUIET, REAL_DATA, events, run_dirs
 
 pytestmark = [
     pytest.mark.slow,

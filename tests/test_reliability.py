@@ -14,7 +14,7 @@ import torch
 
 from callbacks import DivergenceGuard, TrainingDivergedError
 from fmnist import FashionMNISTClassifier, FashionMNISTDataModule
-from tests.conftest import QUIET, events, run_dirs, write_dataset
+from tests.helpers import QUIET, events, run_dirs, write_dataset
 
 
 def fmnist_process(data: Path, *args: str, **popen) -> subprocess.Popen:

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import TensorBoardServer
+
 pytest.importorskip("playwright", reason="pip install playwright (the test extra)")
 BROWSER = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
@@ -26,8 +28,8 @@ def test_every_dashboard_renders(tmp_path: Path, data_dir: Path, monkeypatch: py
         main(["fit", "--model.lr", lr, "--trainer.max_epochs", "2", "--data.data_dir", str(data_dir),
               "--data.val_size", "128", "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
               "--trainer.enable_progress_bar", "false"])  # fmt: skip
-    with screenshots.tensorboard(tmp_path / "runs") as url:
-        shots = screenshots.screenshots(url, tmp_path / "shots", BROWSER)
+    with TensorBoardServer(tmp_path / "runs", tmp_path / "tensorboard.log") as server:
+        shots = screenshots.screenshots(server.url, tmp_path / "shots", BROWSER)
     assert {shot.stem for shot in shots} >= {"time_series", "images", "graphs", "histograms", "projector", "pr_curves"}
     for shot in shots:
         image = np.asarray(Image.open(shot).convert("L"), dtype=float)

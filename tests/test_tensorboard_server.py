@@ -1,14 +1,8 @@
 """A real ``tensorboard`` server on 127.0.0.1, asked through its HTTP data API what users would see."""
 
 import io
-import json
 import math
-import socket
-import subprocess
-import sys
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +12,7 @@ from PIL import Image
 
 from fmnist import CLASS_NAMES
 from fmnist.cli import main
-from tests.conftest import QUIET, write_dataset
+from tests.helpers import QUIET, TensorBoardServer, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = "fashion_mnist_lr_0.001_bs_32/version_0"
@@ -26,68 +20,8 @@ EPOCHS = 2
 VAL_IMAGES = 160
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """A tensorboard process serving ``logdir``; stopped by the fixture whatever happens."""
-
-    def __init__(self, logdir: Path, log: Path) -> None:
-        self.port = free_port()
-        self.log = log
-        with open(log, "wb") as output:  # a file, not a pipe: nobody reads TensorBoard's chatter while it runs
-            self.process = subprocess.Popen(
-                [str(Path(sys.executable).with_name("tensorboard")), "--logdir", str(logdir), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--load_fast", "false", "--reload_task", "blocking", "--reload_interval", "0"],
-                stdout=output, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-
-    def get(self, path: str, **query: str) -> bytes:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.read()
-
-    def json(self, path: str, **query: str):
-        return json.loads(self.get(path, **query))
-
-    def post(self, path: str, body: dict):
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def wait_until_loaded(self, runs: list[str], timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tensorboard exited: {self.log.read_text()[-2000:]}")
-            try:
-                if sorted(self.json("/data/runs")) == sorted(runs):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"tensorboard did not list {runs} within {timeout} s")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TensorBoardServer]:
     """A default fit with the profiler on, and TensorBoard serving its runs folder."""
     root = tmp_path_factory.mktemp("served")
     data = write_dataset(root / "data", train=640, test=200)
@@ -96,19 +30,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         patch.setattr("sys.argv", ["fmnist"])
         main(["fit", "--config", str(REPO / "configs/profile.yaml"), "--data.data_dir", str(data),
               "--data.val_size", str(VAL_IMAGES), "--data.batch_size", "32", "--trainer.max_epochs", str(EPOCHS), *QUIET])  # fmt: skip
-    tensorboard = Server(root / "runs", root / "tensorboard.log")
-    try:
-        tensorboard.wait_until_loaded([RUN])
+    with TensorBoardServer(root / "runs", root / "tensorboard.log", runs=[RUN]) as tensorboard:
         yield tensorboard
-    finally:
-        tensorboard.stop()
 
 
-def test_exactly_one_run(server: Server) -> None:
+def test_exactly_one_run(server: TensorBoardServer) -> None:
     assert server.json("/data/runs") == [RUN], "no Losses_train / Losses_val runs, no profiler run"
 
 
-def test_scalars_one_point_per_epoch(server: Server) -> None:
+def test_scalars_one_point_per_epoch(server: TensorBoardServer) -> None:
     tags = server.json("/data/plugin/scalars/tags")[RUN]
     for tag in ("Loss/train", "Accuracy/train", "Loss/val", "Accuracy/val", "Accuracy/val_best"):
         points = server.json("/data/plugin/scalars/scalars", run=RUN, tag=tag)
@@ -116,7 +46,7 @@ def test_scalars_one_point_per_epoch(server: Server) -> None:
         assert all(math.isfinite(value) for _, _, value in points)
 
 
-def test_losses_chart(server: Server) -> None:
+def test_losses_chart(server: TensorBoardServer) -> None:
     layout = server.json("/data/plugin/custom_scalars/layout")
     charts = {
         chart["title"]: chart["multiline"]["tag"] for category in layout["category"] for chart in category["chart"]
@@ -124,7 +54,7 @@ def test_losses_chart(server: Server) -> None:
     assert charts == {"Losses": ["^Loss/train$", "^Loss/val$"]}
 
 
-def test_images_and_their_png_bytes(server: Server) -> None:
+def test_images_and_their_png_bytes(server: TensorBoardServer) -> None:
     tags = server.json("/data/plugin/images/tags")[RUN]
     assert {"Sample Images", "Misclassified Images", "Confusion Matrix"} <= set(tags)
     entries = server.json("/data/plugin/images/images", run=RUN, tag="Confusion Matrix", sample="0")
@@ -134,7 +64,7 @@ def test_images_and_their_png_bytes(server: Server) -> None:
     assert image.format == "PNG" and image.width > 300 and np.asarray(image.convert("L")).std() > 10
 
 
-def test_histograms_and_distributions(server: Server) -> None:
+def test_histograms_and_distributions(server: TensorBoardServer) -> None:
     tags = server.json("/data/plugin/histograms/tags")[RUN]
     assert {"weights/net.conv1.weight", "grads/net.conv1.weight", "weights/net.fc2.bias", "grads/net.fc2.bias"} <= set(
         tags
@@ -145,14 +75,14 @@ def test_histograms_and_distributions(server: Server) -> None:
     assert len(distributions) == EPOCHS and len(distributions[0][2]) == 9, "nine percentile bands"
 
 
-def test_graph(server: Server) -> None:
+def test_graph(server: TensorBoardServer) -> None:
     info = server.json("/data/plugin/graphs/info")
     assert info[RUN]["run_graph"]
     graph = server.get("/data/plugin/graphs/graph", run=RUN).decode()
     assert "conv1" in graph and "fc2" in graph
 
 
-def test_projector(server: Server) -> None:
+def test_projector(server: TensorBoardServer) -> None:
     assert server.json("/data/plugin/projector/runs") == [RUN]
     (embedding,) = server.json("/data/plugin/projector/info", run=RUN)["embeddings"]
     name = embedding["tensorName"]
@@ -166,7 +96,7 @@ def test_projector(server: Server) -> None:
     assert sprite.size == (math.ceil(math.sqrt(VAL_IMAGES)) * 28,) * 2
 
 
-def test_pr_curves_for_ten_classes(server: Server) -> None:
+def test_pr_curves_for_ten_classes(server: TensorBoardServer) -> None:
     tags = server.json("/data/plugin/pr_curves/tags")[RUN]
     assert set(tags) == {f"PR/{name}" for name in CLASS_NAMES}
     curve = server.json("/data/plugin/pr_curves/pr_curves", run=RUN, tag="PR/Trouser")[RUN]
@@ -175,7 +105,7 @@ def test_pr_curves_for_ten_classes(server: Server) -> None:
     assert curve[-1]["recall"][0] == 1.0, "threshold 0: every Trouser found"
 
 
-def test_hparams_experiment_with_metrics(server: Server) -> None:
+def test_hparams_experiment_with_metrics(server: TensorBoardServer) -> None:
     experiment = server.post("/data/plugin/hparams/experiment", {"experimentName": ""})
     metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}
     assert metrics == {"Accuracy/val_best", "Loss/val"}
@@ -191,14 +121,14 @@ def test_hparams_experiment_with_metrics(server: Server) -> None:
     assert 0 < values["Accuracy/val_best"] <= 1 and values["Loss/val"] > 0
 
 
-def test_profiler_text_summary(server: Server) -> None:
+def test_profiler_text_summary(server: TensorBoardServer) -> None:
     tags = server.json("/data/plugin/text/tags")[RUN]
     assert "Profiler/fit/text_summary" in tags
     (entry,) = server.json("/data/plugin/text/text", run=RUN, tag="Profiler/fit/text_summary")
     assert "aten::" in entry["text"] and "<code>" in entry["text"], "the table as a Markdown code block"
 
 
-def test_profiler_plugin_lists_the_profiled_run(server: Server) -> None:
+def test_profiler_plugin_lists_the_profiled_run(server: TensorBoardServer) -> None:
     pytest.importorskip("torch_tb_profiler", reason="the optional torch-tb-profiler plugin is not installed")
     deadline = time.monotonic() + 60
     runs = []

@@ -1,11 +1,12 @@
-"""Speed benchmark: ``python -m fmnist.benchmark [--epochs 5] [--repeat 2]`` (15 minutes on 2 CPU cores).
+"""Speed benchmark: ``make benchmark``, or from the repository root
+``python -m benchmarks.bench [--epochs 5] [--repeat 2] [--parts fit,step] [--data_dir ./data]`` (15 minutes on 2 CPU cores).
 
 Times, in one run on the same data: the tutorial's own training loop (per-image PIL transforms,
 ``SummaryWriter`` and all), ``fit`` with every callback, ``fit`` without callbacks, and the bare
 train step (the compute floor); prints seconds per epoch (median of the epochs of all repeats), the ratios,
 peak memory and test accuracy, and how long ``python -m fmnist --help`` takes next to importing
 lightning and torchvision. Each part runs in a process of its own, so that its peak memory and
-its warm-up are its own.
+its warm-up are its own. A part that fails stops the benchmark with that part's own error message.
 """
 
 import argparse
@@ -23,6 +24,7 @@ import lightning.pytorch as pl
 import torch
 from typing_extensions import override
 
+REPO = Path(__file__).resolve().parents[1]
 PARTS = {
     "tutorial": "tutorial loop (PIL transforms, SummaryWriter)",
     "fit": "fit, every callback",
@@ -48,30 +50,30 @@ class EpochTimer(pl.Callback):
         self.cpu_seconds.append(time.process_time() - self._cpu_start)
 
 
-def run_fit(epochs: int, workdir: Path, callbacks: bool) -> dict:
+def run_fit(epochs: int, workdir: Path, data_dir: str, callbacks: bool) -> dict:
     from fmnist.cli import FashionCLI, _quiet_lightning
 
     _quiet_lightning()
     args = ["fit", "--trainer.max_epochs", str(epochs), "--trainer.enable_progress_bar", "false",
-            "--trainer.logger.init_args.save_dir", str(workdir / "runs")]  # fmt: skip
+            "--data.data_dir", data_dir, "--trainer.logger.init_args.save_dir", str(workdir / "runs")]  # fmt: skip
     if not callbacks:
         args += ["--trainer.callbacks", "[]"]
-    args += ["--trainer.callbacks+=fmnist.benchmark.EpochTimer"]
+    args += ["--trainer.callbacks+=benchmarks.bench.EpochTimer"]
     cli = FashionCLI(args)
-    # the CLI imports fmnist.benchmark.EpochTimer; under `python -m` this file is __main__
-    from fmnist.benchmark import EpochTimer as Timer
+    # the CLI imports benchmarks.bench.EpochTimer; under `python -m` this file is __main__
+    from benchmarks.bench import EpochTimer as Timer
 
     timer = next(cb for cb in cli.trainer.callbacks if isinstance(cb, Timer))
     (result,) = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     return {"epochs": timer.seconds, "cpu": timer.cpu_seconds, "accuracy": result["Accuracy/test"]}
 
 
-def run_step(epochs: int, workdir: Path) -> dict:
+def run_step(epochs: int, data_dir: str) -> dict:
     """The model's training step alone, on the same decoded tensors and batch size as ``fit``."""
     from fmnist.data import FashionMNISTDataModule
     from fmnist.module import FashionMNISTClassifier
 
-    data = FashionMNISTDataModule()
+    data = FashionMNISTDataModule(data_dir)
     data.prepare_data()
     data.setup("fit")
     images, labels = data.train_set.tensors
@@ -95,17 +97,17 @@ def run_step(epochs: int, workdir: Path) -> dict:
     return {"epochs": seconds, "cpu": cpu}
 
 
-def run_part(part: str, epochs: int) -> dict:
-    from fmnist.tutorial import run_tutorial
+def run_part(part: str, epochs: int, data_dir: str) -> dict:
+    from benchmarks.tutorial_loop import run_tutorial
 
     with tempfile.TemporaryDirectory(prefix=f"fmnist-bench-{part}-") as tmp:
         workdir = Path(tmp)
         if part == "tutorial":
-            result = run_tutorial(epochs, workdir)  # imported here: it imports what the tutorial does
+            result = run_tutorial(epochs, workdir, data_dir)  # imported here: it imports what the tutorial does
         elif part == "step":
-            result = run_step(epochs, workdir)
+            result = run_step(epochs, data_dir)
         else:
-            result = run_fit(epochs, workdir, callbacks=part == "fit")
+            result = run_fit(epochs, workdir, data_dir, callbacks=part == "fit")
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -119,15 +121,46 @@ def time_command(command: list[str], repeat: int = 3) -> float:
     return statistics.median(seconds)
 
 
+def run_child(part: str, epochs: int, data_dir: str) -> dict:
+    """Run one part in a process of its own; a failure stops here with the child's own message."""
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench",
+        "--part",
+        part,
+        "--epochs",
+        str(epochs),
+        "--data_dir",
+        data_dir,
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        message = "\n".join(done.stderr.strip().splitlines()[-20:]) or done.stdout.strip()
+        print(f"benchmark part {part!r} failed (exit status {done.returncode}):\n{message}", file=sys.stderr)
+        raise SystemExit(done.returncode if done.returncode > 0 else 1)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fmnist.benchmark", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=5, help="epochs per part (default: 5)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each part, pooled (default: 2)")
+    parser.add_argument("--data_dir", default="./data", help="as fmnist's --data.data_dir (default: ./data)")
     parser.add_argument("--part", help=argparse.SUPPRESS)  # internal: run one part in this process
     args = parser.parse_args(argv)
+    unknown = set(args.parts.split(",")) - set(PARTS)
+    if unknown:
+        parser.error(f"--parts: no part {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
     if args.part:
-        print(json.dumps(run_part(args.part, args.epochs)))
+        from fmnist.errors import InputError
+
+        try:
+            print(json.dumps(run_part(args.part, args.epochs, args.data_dir)))
+        except InputError as err:  # the user's to fix: one message, no traceback
+            print(f"fmnist: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         return
 
     cpu = platform.processor() or platform.machine()
@@ -142,11 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     # round-robin repeats, so that a slow spell of a shared machine hits every part alike
     for _ in range(args.repeat):
         for part in parts:
-            done = subprocess.run(
-                [sys.executable, "-m", "fmnist.benchmark", "--part", part, "--epochs", str(args.epochs)],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            result = json.loads(done.stdout.strip().splitlines()[-1])
+            result = run_child(part, args.epochs, args.data_dir)
             pooled = results.setdefault(part, {"epochs": [], "cpu": [], "peak_rss_mb": 0.0, "accuracy": []})
             pooled["epochs"] += result["epochs"]
             pooled["cpu"] += result["cpu"]

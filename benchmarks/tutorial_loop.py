@@ -1,4 +1,4 @@
-"""The tutorial's own training loop, the baseline of ``python -m fmnist.benchmark``.
+"""The tutorial's own training loop, the baseline of ``python -m benchmarks.bench`` (``make benchmark``).
 
 Written out as the tutorial publishes it: torchvision's dataset with per-image PIL transforms,
 a plain PyTorch loop, and ``SummaryWriter`` logging scalars, ``add_scalars``, an image grid and
@@ -13,18 +13,20 @@ from pathlib import Path
 import torch
 
 
-def run_tutorial(epochs: int, workdir: Path) -> dict:
+def run_tutorial(epochs: int, workdir: Path, data_dir: str = "./data") -> dict:
     """The tutorial's loop as published: torchvision dataset and transforms, SummaryWriter logging."""
     import torchvision
     import torchvision.transforms as transforms
     from torch.utils.tensorboard import SummaryWriter
 
     from fmnist import idx
+    from fmnist.data import FashionMNISTDataModule
     from fmnist.model import FashionCNN
 
+    FashionMNISTDataModule(data_dir).prepare_data()  # the same files as fit, or fit's error message
     raw = workdir / "FashionMNIST" / "raw"  # torchvision reads uncompressed files in this layout
     raw.mkdir(parents=True, exist_ok=True)
-    for split in idx.locate(Path("data")).values():
+    for split in idx.locate(Path(data_dir)).values():
         for path in (split.images, split.labels):
             with (
                 (gzip.open if path.suffix == ".gz" else open)(path, "rb") as src,

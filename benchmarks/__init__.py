@@ -1,0 +1,1 @@
+"""Tools next to the package, not installed with it: ``python -m benchmarks.bench`` (``make benchmark``)."""

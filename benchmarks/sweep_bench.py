@@ -1,0 +1,124 @@
+"""Sweep benchmark: ``python benchmarks/sweep_bench.py [--epochs 3] [--batches 0.05]`` (about 15 minutes on 2 cores).
+
+On the real Fashion-MNIST data, with short trials (``--epochs`` epochs on ``--batches`` of the
+training batches, validation on ``--val_batches`` of the validation batches, every callback of configs/default.yaml), all in one run so that ratios compare
+like with like:
+
+(a) per-trial overhead: a trial's duration inside ``python -m fmnist sweep`` against the same
+    fit run alone by ``python -m fmnist fit``, alternated in one process;
+(b) a 12-trial grid over lr x batch size with the median pruner against the same 12 trials
+    without pruning: wall time ratio and best metric difference;
+(c) trials per hour with 1 and 2 workers (``--workers``), the same fixed configuration.
+"""
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fmnist.cli import main
+
+GRID = {"model.lr": [1e-4, 3e-4, 1e-3, 3e-3], "data.batch_size": [32, 64, 128]}
+
+
+def run(*args: str) -> float:
+    """Wall seconds of one in-process ``python -m fmnist`` command; its output is swallowed."""
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            main(list(args))
+        except SystemExit as exit:
+            if exit.code:
+                raise RuntimeError(f"python -m fmnist {' '.join(args)} exited with {exit.code}") from None
+    return time.perf_counter() - start
+
+
+def space(folder: Path, name: str, params: dict, **settings: object) -> str:
+    body = {"space": {key: {"type": "categorical", "choices": values} for key, values in params.items()}, **settings}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return str(path)
+
+
+def trials(name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///runs/{name}/study.db").trials
+
+
+def minutes(trial: optuna.trial.FrozenTrial) -> float:
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+def main_bench() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batches", type=float, default=0.05, help="fraction of the training batches per epoch")
+    parser.add_argument("--val_batches", type=float, default=0.4, help="fraction of the validation batches")
+    parser.add_argument("--repeat", type=int, default=2, help="fit/trial pairs for (a)")
+    parser.add_argument("--trials", type=int, default=4, help="trials per worker setting for (c)")
+    options = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    short = ["--trainer.max_epochs", str(options.epochs), "--trainer.limit_train_batches", str(options.batches)]
+    short += ["--trainer.limit_val_batches", str(options.val_batches)]
+    short += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    folder = Path(tempfile.mkdtemp(prefix="fmnist-sweep-bench-"))
+    os.chdir(folder)  # runs/ goes there; the data is found in /usr/share/datasets/fashion-mnist
+    print(f"setting: real Fashion-MNIST, {options.epochs} epochs on {options.batches:.0%} of the training batches,")
+    print(f"validation on {options.val_batches:.0%} of the 5000 held-out images every epoch, every default callback;")
+    print(f"{os.cpu_count()} cores shared with other jobs (ratios are measured side by side); {folder}")
+
+    # (a) the same configuration as a fit alone and as a sweep trial, alternated
+    single = space(folder, "single", {"model.lr": [1e-3]}, pruner="none")
+    fits, trial_walls, commands = [], [], []
+    for i in range(options.repeat):
+        fits.append(run("fit", *short))
+        commands.append(run("sweep", "--space", single, "--n_trials", str(i + 1), *short))
+        trial_walls.append(minutes(trials("single")[-1]))
+    fit, trial = statistics.median(fits), statistics.median(trial_walls)
+    print("\n(a) per-trial overhead (medians of", options.repeat, "each)")
+    print(
+        f"  fit alone {fit:.1f} s, the same fit as a sweep trial {trial:.1f} s: overhead {trial / fit - 1:+.1%} (target <= 5%)"
+    )
+    print(f"  whole sweep command for one more trial {statistics.median(commands):.1f} s (checks, storage, summary)")
+
+    # (b) 12 grid trials with the median pruner, then the same 12 without pruning
+    grid = space(folder, "grid", GRID, sampler="grid")
+    pruned_wall = run("sweep", "--space", grid, "--study", "pruned", "--pruner", "median", *short)
+    full_wall = run("sweep", "--space", grid, "--study", "full", "--pruner", "none", *short)
+    pruned, full = trials("pruned"), trials("full")
+    best_pruned = max(t.value for t in pruned if t.state == optuna.trial.TrialState.COMPLETE)
+    best_full = max(t.value for t in full)
+    count = sum(t.state == optuna.trial.TrialState.PRUNED for t in pruned)
+    print("\n(b) 12 trials, lr x batch size grid (lr 1e-4..3e-3, batch 32/64/128), median pruner vs none")
+    print(
+        f"  wall: median pruner {pruned_wall:.0f} s ({count} of 12 pruned), no pruning {full_wall:.0f} s:"
+        f" ratio {pruned_wall / full_wall:.2f} (target <= 0.6)"
+    )
+    print(
+        f"  best Accuracy/val_best: pruned search {best_pruned:.4f}, all 12 complete {best_full:.4f}:"
+        f" difference {100 * (best_full - best_pruned):.2f} points (target <= 0.3)"
+    )
+
+    # (c) the same fixed trial, several times, with 1 and with 2 worker processes
+    print(f"\n(c) trials per hour, {options.trials} trials of the fixed configuration")
+    for workers in (1, 2):
+        fixed = space(
+            folder, f"workers{workers}", {"seed_everything": list(range(options.trials))}, sampler="grid", pruner="none"
+        )
+        wall = run("sweep", "--space", fixed, "--workers", str(workers), *short)
+        print(
+            f"  {workers} worker{'s' if workers > 1 else ''}: {wall:.0f} s for {options.trials} trials ="
+            f" {3600 * options.trials / wall:.0f} trials/hour (command wall time, start-up included)"
+        )
+
+
+if __name__ == "__main__":
+    main_bench()

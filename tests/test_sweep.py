@@ -1,0 +1,341 @@
+"""``python -m fmnist sweep``: trials as runs, HParams rows with state, pruning, workers, resume, errors."""
+
+import functools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+from tests.helpers import events
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Short trials: two epochs of 4 batches, a checkpoint and the HParams table, no other dashboards.
+FAST = {
+    "trainer": {
+        "max_epochs": 2,
+        "log_every_n_steps": 1,
+        "callbacks": [
+            {
+                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {"monitor": "Accuracy/val", "mode": "max"},
+            },
+            {"class_path": "callbacks.HyperparameterTable"},
+        ],
+    }
+}
+SPACE = {
+    "n_trials": 3,
+    "space": {
+        "model.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+        "data.batch_size": {"type": "categorical", "choices": [32, 64]},
+    },
+}
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def fast(tmp_path: Path) -> Path:
+    return write(tmp_path / "fast.yaml", FAST)
+
+
+def study(name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///runs/{name}/study.db")
+
+
+def session(run_dir: Path) -> tuple[dict, int]:
+    """The HParams row of a run as TensorBoard reads it: hyperparameters and session status."""
+    content = events(run_dir).PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    end = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_end_info"]).session_end_info
+    values = {
+        name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
+        for name, value in start.hparams.items()
+    }
+    return values, end.status
+
+
+def test_three_trials_are_runs_with_hparams_rows_and_a_best_config(
+    fmnist: Callable[..., int], fast: Path, tmp_path: Path, capsys
+) -> None:
+    space = write(tmp_path / "three.yaml", SPACE)
+    assert fmnist("sweep", "--space", str(space), "--config", str(fast)) == 0
+    trials = study("three").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    for trial in trials:
+        run_dir = Path("runs/three") / f"trial_{trial.number}"
+        assert (run_dir / "config.yaml").is_file() and list((run_dir / "checkpoints").glob("*.ckpt"))
+        values, status = session(run_dir)
+        assert values["trial"] == trial.number and values["trial_state"] == "complete"
+        assert (
+            values["lr"] == pytest.approx(trial.params["model.lr"])
+            and values["batch_size"] == trial.params["data.batch_size"]
+        )
+        assert status == api_pb2.Status.Value("STATUS_SUCCESS")
+        assert events(run_dir).Scalars("Accuracy/val_best")[-1].value == pytest.approx(trial.value)
+    out = capsys.readouterr().out
+    best = max(trials, key=lambda t: t.value)
+    assert f"best: trial {best.number}, Accuracy/val_best {best.value:.4f}" in out and " ± " in out
+    # best.yaml is the best trial's configuration, logging into runs/three/best/ ...
+    config = yaml.safe_load(Path("runs/three/best.yaml").read_text())
+    trial_config = yaml.safe_load(Path(f"runs/three/trial_{best.number}/config.yaml").read_text())
+    assert config["model"] == trial_config["model"] and config["data"] == trial_config["data"]
+    assert config["trainer"]["logger"]["init_args"]["name"] == "three/best"
+    # ... and fit with it alone reproduces the trial's metric
+    assert fmnist("fit", "--config", "runs/three/best.yaml") == 0
+    (rerun,) = Path("runs/three/best").iterdir()
+    assert events(rerun).Scalars("Accuracy/val_best")[-1].value == pytest.approx(best.value)
+
+
+def test_a_hopeless_trial_is_pruned_and_keeps_its_logs(fmnist: Callable[..., int], fast: Path, tmp_path: Path) -> None:
+    # three trials with a working learning rate, then the same study continued with a useless one:
+    # the median pruner must stop it after its first epoch
+    space = write(
+        tmp_path / "p.yaml",
+        {
+            "metric": "Loss/val",
+            "direction": "minimize",
+            "space": {"seed_everything": {"type": "categorical", "choices": [42]}},
+        },
+    )
+    assert (
+        fmnist(
+            "sweep",
+            "--space",
+            str(space),
+            "--n_trials",
+            "3",
+            "--config",
+            str(fast),
+            "--model.lr",
+            "0.01",
+            "--trainer.max_epochs",
+            "1",
+        )
+        == 0
+    )
+    assert fmnist("sweep", "--space", str(space), "--n_trials", "4", "--config", str(fast), "--model.lr", "1e-9") == 0
+    trials = study("p").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED]
+    pruned = Path("runs/p/trial_3")
+    assert len(events(pruned).Scalars("Loss/val")) == 1  # one of two epochs
+    values, _ = session(pruned)
+    assert values["trial_state"] == "pruned" and values["lr"] == pytest.approx(1e-9)
+
+
+def test_no_trial_starts_after_the_timeout(fmnist: Callable[..., int], fast: Path, tmp_path: Path, capsys) -> None:
+    space = write(tmp_path / "t.yaml", SPACE)
+    assert (
+        fmnist("sweep", "--space", str(space), "--timeout", "2", "--config", str(fast), "--trainer.max_epochs", "1")
+        == 0
+    )
+    assert len(study("t").trials) == 1  # the first trial started within the time; no other did
+    assert "study t: 1 of 3 trials finished" in capsys.readouterr().out
+
+
+def sweep_command(data_dir: Path, *args: str) -> list[str]:
+    data = ["--data.data_dir", str(data_dir), "--data.val_size", "128", "--data.download", "false"]
+    return [sys.executable, "-m", "fmnist", "sweep", *data, *args]
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+
+
+def finished(trials: list) -> list:
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+@pytest.mark.slow  # real processes
+def test_two_workers_share_one_study(data_dir: Path, fast: Path, tmp_path: Path) -> None:
+    space = write(tmp_path / "two.yaml", {**SPACE, "n_trials": 4})
+    done = subprocess.run(
+        sweep_command(data_dir, "--space", str(space), "--workers", "2", "--config", str(fast)),
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    trials = study("two").trials
+    assert len(finished(trials)) == 4
+    folders = [t.user_attrs["run_dir"] for t in finished(trials)]
+    assert len(set(folders)) == 4 and all((Path(f) / "config.yaml").is_file() for f in folders)
+
+
+@pytest.mark.slow  # real processes, and a wait for the killed trial's heartbeat to go stale
+def test_a_killed_sweep_continues_to_exactly_n_trials(data_dir: Path, fast: Path, tmp_path: Path) -> None:
+    space = write(tmp_path / "killed.yaml", {**SPACE, "n_trials": 2})
+    command = sweep_command(data_dir, "--space", str(space), "--config", str(fast))
+    process = subprocess.Popen(command, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(Path("runs/killed/trial_1").glob("events.*")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert process.poll() is None, "the sweep ended before its second trial could be killed"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    trials = study("killed").trials
+    assert len(finished(trials)) == 2
+    killed = next(t for t in trials if t.number == 1)
+    assert killed.state == TrialState.FAIL  # found by its stopped heartbeat
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == 1)
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    values, status = session(Path("runs/killed/trial_1"))  # the killed trial's row, written on restart
+    assert values["trial_state"] == "failed" and status == api_pb2.Status.Value("STATUS_FAILURE")
+    assert values["model.lr"] == pytest.approx(killed.params["model.lr"])
+    assert "failed" in done.stdout and "2 of 2 trials finished" in done.stdout
+
+
+BAD_SPACES = {
+    "unknown key": (
+        {"space": {"model.nope": {"type": "float", "low": 0.1, "high": 0.2}}},
+        "model.nope is not an option of python -m fmnist fit",
+    ),
+    "bad range": (
+        {"space": {"model.lr": {"type": "float", "low": 0.1, "high": 0.01}}},
+        "bad range: low (0.1) must be below high (0.01)",
+    ),
+    "unknown type": ({"space": {"model.lr": {"type": "gaussian", "low": 0.1, "high": 0.2}}}, "unknown type 'gaussian'"),
+    "value fit rejects": (
+        {"space": {"model.dropout": {"type": "float", "low": 0.1, "high": 1.5}}},
+        "model.dropout = 1.5 is rejected by fit",
+    ),
+    "log from zero": (
+        {"space": {"model.lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}},
+        "a log range needs low > 0",
+    ),
+    "int with float bounds": (
+        {"space": {"model.hidden_size": {"type": "int", "low": 1.5, "high": 8}}},
+        "low must be an integer",
+    ),
+    "step and log": (
+        {"space": {"model.lr": {"type": "float", "low": 0.1, "high": 0.2, "step": 0.1, "log": True}}},
+        "step and log cannot be combined",
+    ),
+    "empty choices": (
+        {"space": {"data.batch_size": {"type": "categorical", "choices": []}}},
+        "non-empty list of choices",
+    ),
+    "extra field": ({"space": {"data.batch_size": {"type": "categorical", "choices": [1], "low": 1}}}, "not 'low'"),
+    "not a range": ({"space": {"model.lr": 0.1}}, "needs a range"),
+    "no space": ({"metric": "Loss/val"}, "needs a 'space:' mapping"),
+    "unknown setting": ({"trials": 3, "space": SPACE["space"]}, "unknown setting 'trials'"),
+    "bad n_trials": ({"n_trials": 0, "space": SPACE["space"]}, "n_trials must be a positive integer"),
+    "bad pruner": ({"pruner": "mean", "space": SPACE["space"]}, "pruner must be one of"),
+    "grid on a float": (
+        {"sampler": "grid", "space": SPACE["space"]},
+        "the grid sampler needs a step for the float range of model.lr",
+    ),
+    "grid too small": (
+        {"sampler": "grid", "n_trials": 3, "space": {"data.batch_size": {"type": "categorical", "choices": [32, 64]}}},
+        "exceeds the grid's 2 combinations",
+    ),
+    "fit section not a mapping": ({"fit": ["x"], "space": SPACE["space"]}, "'fit:' must map fit options to values"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_SPACES)
+def test_a_bad_space_is_one_error_line_and_no_runs(
+    name: str, fmnist: Callable[..., int], tmp_path: Path, capsys
+) -> None:
+    content, message = BAD_SPACES[name]
+    assert fmnist("sweep", "--space", str(write(tmp_path / "bad.yaml", content))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fmnist: error:") and message in err[0], err
+    assert not Path("runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--space", "missing.yaml"], "--space missing.yaml: No such file or directory"),
+        (["--space", "SPACE", "--storage", "nosuchdb://x"], "--storage nosuchdb://x: cannot open it"),
+        (["--space", "SPACE", "--workers", "x"], "argument --workers: invalid int value"),
+        (["--space", "SPACE", "--trainer.logger", "false"], "trials need a TensorBoard logger"),
+    ],
+)
+def test_bad_flags_are_one_error_line_and_no_runs(
+    args: list[str], message: str, fmnist: Callable[..., int], tmp_path: Path, capsys
+) -> None:
+    space = str(write(tmp_path / "s.yaml", SPACE))
+    assert fmnist("sweep", *[space if arg == "SPACE" else arg for arg in args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fmnist: error:") and message in err[0], err
+    assert not Path("runs").exists()
+
+
+def test_a_metric_that_is_not_logged_stops_the_sweep(
+    fmnist: Callable[..., int], fast: Path, tmp_path: Path, capsys
+) -> None:
+    space = write(tmp_path / "m.yaml", {**SPACE, "metric": "Accuracy/nope"})
+    assert fmnist("sweep", "--space", str(space), "--config", str(fast), "--trainer.max_epochs", "1") == 2
+    assert (
+        "fmnist: error: metric 'Accuracy/nope' was not logged by the trial; logged scalars: Accuracy/train"
+        in capsys.readouterr().err
+    )
+    assert [t.state for t in study("m").trials] == [TrialState.FAIL]
+
+
+@contextmanager
+def postgres_server(bin_dir: Path) -> Iterator[str]:
+    """A throw-away PostgreSQL server on a free loopback port, run as user postgres; yields its URL."""
+    folder = Path(tempfile.mkdtemp(prefix="fmnist-postgres-"))
+    shutil.chown(folder, "postgres", "postgres")
+    data = folder / "data"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = functools.partial(subprocess.run, check=True, user="postgres", capture_output=True, timeout=120)
+    try:
+        run([bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres"])
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+        run([bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", folder / "log", "-w", "start"])
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run(
+                [bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], user="postgres", capture_output=True
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+POSTGRES = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not POSTGRES, reason="no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb); apt-get install postgresql"
+)
+@pytest.mark.skipif(os.geteuid() != 0, reason="the test starts PostgreSQL as user postgres, which needs root")
+def test_two_workers_on_a_postgresql_study(data_dir: Path, fast: Path, tmp_path: Path) -> None:
+    space = write(tmp_path / "pg.yaml", {**SPACE, "n_trials": 4})
+    with postgres_server(POSTGRES[-1].parent) as url:
+        command = sweep_command(
+            data_dir, "--space", str(space), "--workers", "2", "--config", str(fast), "--storage", url
+        )
+        done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        trials = optuna.load_study(study_name="pg", storage=url.replace("postgresql:", "postgresql+psycopg2:")).trials
+    assert len(finished(trials)) == 4
+    assert len({t.user_attrs["run_dir"] for t in finished(trials)}) == 4
+    assert not Path("runs/pg/study.db").exists()
