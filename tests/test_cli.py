@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from fmnist import CLASS_NAMES, cli
+from fmnist import CLASS_NAMES, cli, space
 from tests.helpers import events, run_dirs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +106,14 @@ def test_packaged_defaults_are_configs_default_yaml() -> None:
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
-def test_every_config_parses(config: str, capsys) -> None:
+def test_every_config_parses(config: str, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    if "space" in yaml.safe_load((REPO / "configs" / config).read_text()):
+        # a sweep's space file: its fit options and every end of its ranges pass the fit parser,
+        # from the repository's root, where its commands run (it may name configs/tuned.yaml)
+        monkeypatch.chdir(REPO)
+        settings, params = space.load(Path("configs") / config)
+        space.check_against_fit(settings["fit"], params)
+        return
     with pytest.raises(SystemExit) as exit:
         cli.main(["fit", "--config", str(REPO / "configs" / config), "--print_config"])
     assert exit.value.code == 0

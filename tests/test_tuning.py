@@ -13,7 +13,7 @@ import yaml
 from fmnist import FashionCNN, FashionMNISTClassifier
 from fmnist.augment import RandomShiftFlip
 from fmnist.data import FashionMNISTDataModule
-from tests.conftest import events, run_dirs
+from tests.helpers import events, run_dirs
 
 # --- the network ------------------------------------------------------------------------------
 
