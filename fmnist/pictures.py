@@ -5,7 +5,7 @@ as ``'photos/*.jpg'``, or one file). Fashion-MNIST's own recipe (its README): tr
 have the background's colour, fit the longest edge into 28 pixels, centre on a 28x28 canvas,
 negate (Zalando's product photos are on white; Fashion-MNIST is light on black), grayscale.
 Here the negation happens only when the picture's border is light, so pictures that are already
-light on dark stay as they are.
+light on dark stay as they are, and the contrast is stretched to the full range.
 """
 
 import glob
@@ -88,6 +88,9 @@ def prepare(picture: Image.Image, mean: float = 0.5, std: float = 0.5) -> Tensor
     image = F.pil_to_tensor(picture)  # (1, H, W) uint8
     if border(image).float().median() > 127:
         image = F.invert(image)
+    # the full 0..255 range, as Fashion-MNIST's images have (99% reach 254 or 255): a dark or
+    # coloured garment, whose gray is dim, becomes as bright as the training images' garments
+    image = F.autocontrast(image)
     image = trim(image)
     image = F.resize(image, size=None, max_size=SIZE, antialias=True)  # longest edge 28, aspect kept
     image = F.center_crop(image, [SIZE, SIZE])  # pads the short edge with black, centred
