@@ -101,10 +101,16 @@ class PredictionGrid(Callback):
     """
 
     def __init__(
-        self, num_images: int = 64, nrow: int = 8, value_range: tuple[float, float] = (-1.0, 1.0), tag: str = "Predictions"
+        self,
+        num_images: int = 64,
+        nrow: int = 8,
+        value_range: tuple[float, float] = (-1.0, 1.0),
+        tag: str = "Predictions",
     ) -> None:
         if num_images < 1 or nrow < 1:
-            raise MisconfigurationException(f"PredictionGrid: num_images and nrow must be at least 1, got {num_images}, {nrow}")
+            raise MisconfigurationException(
+                f"PredictionGrid: num_images and nrow must be at least 1, got {num_images}, {nrow}"
+            )
         self.num_images, self.nrow, self.value_range, self.tag = num_images, nrow, value_range, tag
         self._images: list[Tensor] = []
         self._captions: list[tuple[str, str]] = []

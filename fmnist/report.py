@@ -31,7 +31,9 @@ def fit_summary(trainer: "pl.Trainer", test_metrics: Mapping[str, float] | None)
         lines.append(f"best checkpoint    {_shown(best.best_model_path)}")
     logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     if logger is not None:
-        command = f"{tensorboard_command()} --logdir {_shown(logger.save_dir)} --samples_per_plugin {SAMPLES_PER_PLUGIN}"
+        command = (
+            f"{tensorboard_command()} --logdir {_shown(logger.save_dir)} --samples_per_plugin {SAMPLES_PER_PLUGIN}"
+        )
         lines.append(f"TensorBoard        {command}")
     return "\n".join(lines)
 

@@ -46,7 +46,9 @@ def test_the_quickstart_notebook_runs_and_shows_tensorboard(tmp_path: Path, monk
     data = write_dataset(tmp_path / "data", train=5100, test=64)  # the default split holds out 5000
     monkeypatch.setenv("JUPYTER_PATH", str(kernel(tmp_path, data)))
     notebook = nbformat.read(REPO / "notebooks/quickstart.ipynb", as_version=4)
-    client = NotebookClient(notebook, kernel_name="fmnist-test", timeout=300, resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        notebook, kernel_name="fmnist-test", timeout=300, resources={"metadata": {"path": str(tmp_path)}}
+    )
     infos: list[dict] = []
     try:
         with client.setup_kernel():

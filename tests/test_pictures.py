@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from fmnist import CLASS_NAMES, pictures
-from fmnist.data import normalize
 from fmnist.cli import main
+from fmnist.data import normalize
 from tests.conftest import QUIET, events, run_dirs, write_dataset
 
 
@@ -20,7 +20,9 @@ def garment(height: int = 28, width: int = 20) -> np.ndarray:
     image = np.zeros((28, 28), np.uint8)
     left = (28 - width) // 2
     rows = np.arange(height)[:, None]
-    image[28 - height :, left : left + width] = (120 + 100 * np.sin(rows / 3) ** 2 + np.arange(width) * 1.5).astype(np.uint8)
+    image[28 - height :, left : left + width] = (120 + 100 * np.sin(rows / 3) ** 2 + np.arange(width) * 1.5).astype(
+        np.uint8
+    )
     image[10:14, left + 5 : left + 9] = 30  # a dark pocket
     image[20, left + 10] = 255  # and the full range, as 99% of Fashion-MNIST's images have
     return image
@@ -44,12 +46,18 @@ def test_a_plain_fashion_mnist_png_is_left_exactly_as_it_was(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     "make",
     [
-        pytest.param(lambda g, p: save(np.kron(g, np.ones((4, 4), np.uint8)), p / "big.jpg", quality=92), id="112px-jpeg"),
+        pytest.param(
+            lambda g, p: save(np.kron(g, np.ones((4, 4), np.uint8)), p / "big.jpg", quality=92), id="112px-jpeg"
+        ),
         pytest.param(lambda g, p: save(255 - g, p / "light.png"), id="light-background"),
-        pytest.param(lambda g, p: save(255 - np.kron(g, np.ones((3, 3), np.uint8)), p / "light.jpg", quality=92), id="light-jpeg"),
+        pytest.param(
+            lambda g, p: save(255 - np.kron(g, np.ones((3, 3), np.uint8)), p / "light.jpg", quality=92), id="light-jpeg"
+        ),
         pytest.param(lambda g, p: save(np.stack([g, g * 0 + g // 2, g // 3], -1), p / "tint.png"), id="colour"),
         pytest.param(lambda g, p: save(np.pad(g, ((20, 20), (4, 60))), p / "wide.png"), id="non-square-margins"),
-        pytest.param(lambda g, p: save(np.stack([255 - g] * 3 + [np.full_like(g, 255)], -1), p / "rgba.png"), id="rgba"),
+        pytest.param(
+            lambda g, p: save(np.stack([255 - g] * 3 + [np.full_like(g, 255)], -1), p / "rgba.png"), id="rgba"
+        ),
     ],
 )
 def test_other_pictures_of_the_same_garment_come_out_alike(tmp_path: Path, make: Callable) -> None:
@@ -115,9 +123,13 @@ def test_predict_on_a_folder_of_pictures(fmnist, trained: Path, photos: Path) ->
     with pytest.warns(UserWarning) as warned:
         assert fmnist("predict", "--ckpt_path", checkpoint(trained), "--data.predict_path", str(photos)) == 0
     left_out = [str(w.message) for w in warned if "left out" in str(w.message)]
-    assert left_out == [f"data.predict_path: left out 2 files that are not pictures or are broken: {photos}/e_notes.txt, {photos}/f_broken.png"]
+    assert left_out == [
+        f"data.predict_path: left out 2 files that are not pictures or are broken: {photos}/e_notes.txt, {photos}/f_broken.png"
+    ]
     rows = predictions(trained)
-    assert [row["file"] for row in rows] == [str(photos / n) for n in ("a_plain.png", "b_light_140px.jpg", "c_colour.jpeg", "d_wide.png")]
+    assert [row["file"] for row in rows] == [
+        str(photos / n) for n in ("a_plain.png", "b_light_140px.jpg", "c_colour.jpeg", "d_wide.png")
+    ]
     assert [row["index"] for row in rows] == ["0", "1", "2", "3"]
     for row in rows:
         assert CLASS_NAMES[int(row["class_index"])] == row["class_name"]
@@ -130,7 +142,9 @@ def test_predict_on_a_folder_of_pictures(fmnist, trained: Path, photos: Path) ->
 def test_predict_on_a_glob_and_on_one_file(fmnist, trained: Path, photos: Path) -> None:
     assert fmnist("predict", "--ckpt_path", checkpoint(trained), "--data.predict_path", str(photos / "*.png")) == 0
     assert [Path(row["file"]).name for row in predictions(trained)] == ["a_plain.png", "d_wide.png"]
-    assert fmnist("predict", "--ckpt_path", checkpoint(trained), "--data.predict_path", str(photos / "c_colour.jpeg")) == 0
+    assert (
+        fmnist("predict", "--ckpt_path", checkpoint(trained), "--data.predict_path", str(photos / "c_colour.jpeg")) == 0
+    )
     assert [Path(row["file"]).name for row in predictions(trained)] == ["c_colour.jpeg"]
 
 
