@@ -29,6 +29,10 @@ def test_fit_tests_the_final_model_and_prints_a_summary(fmnist, capsys) -> None:
         f"best checkpoint    {best}",
         f"TensorBoard        {Path(sys.executable).with_name('tensorboard')} --logdir runs --samples_per_plugin images=100",
     ]
+    # the final model is the weight average, the one last.ckpt holds: `test` on it measures the same
+    assert fmnist("test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt")) == 0
+    after_fit, from_checkpoint = events(run).Scalars("Loss/test")
+    assert after_fit.value == pytest.approx(from_checkpoint.value, rel=1e-5)
     # the HParams table lists the test accuracy as one of its metric columns
     content = board.PluginTagToContent("hparams")
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment

@@ -23,8 +23,9 @@ def test_a_few_hundred_batches_learn_far_above_chance(monkeypatch: pytest.Monkey
     assert run.name == "version_0" and run.parent.name == "fashion_mnist_lr_0.001_bs_64"
     main(["test", *common, "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
     board = events(run)
-    (accuracy,) = board.Scalars("Accuracy/test")
+    after_fit, accuracy = board.Scalars("Accuracy/test")  # fit's own test, then `test` on last.ckpt
     assert accuracy.value > 0.75, "10 classes: chance is 0.10"
+    assert after_fit.value == pytest.approx(accuracy.value), "fit tested the averaged weights it checkpointed"
     (val,) = board.Scalars("Accuracy/val")
     assert val.value > 0.75
     # the full splits: 55000 training and 5000 validation images held out of 60000, 10000 test images
