@@ -141,8 +141,9 @@ class FashionCLI(LightningCLI):
             except InputError as err:  # e.g. a damaged test file: the trained run stays
                 print(f"fmnist: error: testing after fit: {err}", file=sys.stderr)
                 raise SystemExit(2) from None
+        summary = fit_summary(self.trainer, metrics)  # on every rank: trainer.log_dir is a collective under DDP
         if self.trainer.is_global_zero:
-            print(fit_summary(self.trainer, metrics), flush=True)
+            print(summary, flush=True)
 
     def _discard_created_runs(self) -> None:
         for logger in self.trainer.loggers:
