@@ -53,8 +53,10 @@ screenshots: install data
 benchmark: install data
 	$(PY) -m benchmarks.bench
 
+# TensorBoard keeps only 10 images per tag unless told: 100 keeps every epoch's pictures of a typical run
+SAMPLES ?= 100
 tensorboard: install
-	$(VENV)/bin/tensorboard --logdir runs
+	$(VENV)/bin/tensorboard --logdir runs --samples_per_plugin images=$(SAMPLES)
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache

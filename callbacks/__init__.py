@@ -33,7 +33,7 @@ from callbacks.graph import ModelGraph
 from callbacks.histograms import ParameterHistograms
 from callbacks.hparams import HyperparameterTable
 from callbacks.images import MisclassifiedImages, SampleImages
-from callbacks.predictions import PredictionWriter
+from callbacks.predictions import PredictionGrid, PredictionWriter
 from callbacks.projector import EmbeddingProjector
 from callbacks.scalars import MultilineCharts
 from callbacks.tensorboard import find_tensorboard
@@ -48,6 +48,7 @@ __all__ = [
     "MultilineCharts",
     "PRCurves",
     "ParameterHistograms",
+    "PredictionGrid",
     "PredictionWriter",
     "SampleImages",
     "TrainingDivergedError",

@@ -4,7 +4,8 @@
 
 LightningCLI does the parsing; this file adds fmnist's defaults (``default.yaml`` beside it, the
 same file as ``configs/default.yaml``), run names built from hyperparameters, checkpoint
-shorthands, runs that continue in their own folder, and one-line errors instead of tracebacks.
+shorthands, runs that continue in their own folder, a test and a summary after ``fit``, and
+one-line errors instead of tracebacks.
 """
 
 import logging
@@ -24,11 +25,24 @@ from fmnist.data import FashionMNISTDataModule
 from fmnist.errors import InputError
 from fmnist.logger import RunLogger
 from fmnist.module import FashionMNISTClassifier
+from fmnist.summary import fit_summary
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 #: ``--ckpt_path`` values that name a checkpoint of the newest run with the same run name.
 CHECKPOINT_SHORTHANDS = {"last": "last.ckpt", "best": "best-*.ckpt"}
+DESCRIPTION = (
+    "fmnist: the TensorBoard-with-PyTorch tutorial's CNN on Fashion-MNIST, as a Lightning project."
+    " Train it, evaluate it, classify your own pictures, and see everything in TensorBoard"
+    " (tensorboard --logdir runs). Defaults: configs/default.yaml."
+)
+#: One line per subcommand, for ``--help`` (Lightning's would describe Trainer methods).
+SUBCOMMAND_HELP = {
+    "fit": "train the model, then test it on the official 10k test split and print a summary",
+    "validate": "evaluate a checkpoint (--ckpt_path best|last|FILE) on the validation split",
+    "test": "evaluate a checkpoint (--ckpt_path best|last|FILE) on the official 10k test split",
+    "predict": "classify the test split, or your own pictures (--data.predict_path), into predictions.csv",
+}
 
 
 class FashionCLI(LightningCLI):
@@ -41,17 +55,39 @@ class FashionCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},  # a resumed run rewrites its own config.yaml
             seed_everything_default=42,
             parser_kwargs={
-                "exit_on_error": False,
+                "exit_on_error": False,  # main() prints parse errors as one line, without the usage wall
+                "prog": _prog(),
+                "description": DESCRIPTION,
                 "epilog": "Also: python -m fmnist sweep --space FILE [fit options]: search hyperparameters with Optuna"
-                " (python -m fmnist sweep --help).",  # main() prints parse errors as one line, without the usage wall
+                " (python -m fmnist sweep --help).",
                 **{
-                    name: {"default_config_files": [str(DEFAULT_CONFIG)], "exit_on_error": False}
+                    name: {
+                        "default_config_files": [str(DEFAULT_CONFIG)],
+                        "exit_on_error": False,
+                        "description": f"{name}: {SUBCOMMAND_HELP[name]}.",
+                    }
                     for name in SUBCOMMANDS
                 },
             },
             auto_configure_optimizers=False,  # the optimizer is --model.optimizer, next to --model.lr
             args=args,
         )
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        # every subcommand's parser gets it, because all read the same default.yaml; only fit uses it
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="fit only: after training, test the final model (the averaged weights when WeightEMA"
+            " is on) on the official 10k test split, log Loss/test and Accuracy/test into the run,"
+            " and print the test accuracy in the summary",
+        )
+
+    def _add_subcommands(self, parser: Any, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        for choice in parser._subcommands_action._choices_actions:
+            choice.help = SUBCOMMAND_HELP.get(choice.dest, choice.help)
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         super().parse_arguments(parser, args)
@@ -97,6 +133,21 @@ class FashionCLI(LightningCLI):
         except (InputError, MisconfigurationException) as err:
             self._discard_created_runs()
             raise err if isinstance(err, InputError) else InputError(str(err)) from err
+
+    def after_fit(self) -> None:
+        """Test the final model on the test split (``--test_after_fit``) and print the summary."""
+        if self.trainer.interrupted:
+            return
+        metrics = None
+        if self.config.fit.get("test_after_fit", True):
+            try:
+                (metrics,) = self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+            except InputError as err:  # e.g. a damaged test file: the trained run stays
+                print(f"fmnist: error: testing after fit: {err}", file=sys.stderr)
+                raise SystemExit(2) from None
+        summary = fit_summary(self.trainer, metrics)  # on every rank: trainer.log_dir is a collective under DDP
+        if self.trainer.is_global_zero:
+            print(summary, flush=True)
 
     def _discard_created_runs(self) -> None:
         for logger in self.trainer.loggers:
@@ -167,6 +218,11 @@ def _checkpoint_step(path: Path) -> int:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise InputError(f"--ckpt_path {path} is not a Lightning checkpoint: it has no state_dict")
     return int(checkpoint.get("global_step", 0))
+
+
+def _prog() -> str:
+    """``python -m fmnist`` or ``fmnist`` (the console script), as the user typed it."""
+    return "python -m fmnist" if Path(sys.argv[0]).name == "__main__.py" else "fmnist"
 
 
 def _quiet_lightning() -> None:

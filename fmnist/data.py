@@ -9,11 +9,12 @@ from typing import Any
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.datasets import FashionMNIST
 
-from fmnist import idx
+from fmnist import idx, pictures
 from fmnist.augment import RandomShiftFlip
 from fmnist.errors import InputError
 
@@ -59,6 +60,9 @@ class FashionMNISTDataModule(LightningDataModule):
             the official 10k test split, as the tutorial does.
         download: let torchvision download the files when they are found nowhere.
         split_seed: seed of the train/validation split, independent of the training seed.
+        predict_path: pictures for ``predict`` (a folder, a glob or one file, any size, gray or
+            colour, dark or light background), prepared like Fashion-MNIST (see
+            :mod:`fmnist.pictures`); ``None``: ``predict`` classifies the test split.
         augment_shift: shift each training image by up to this many pixels in each direction
             (padding with black); ``0``: no shift.
         augment_flip: flip half of the training images left-right.
@@ -71,6 +75,7 @@ class FashionMNISTDataModule(LightningDataModule):
 
         python -m fmnist fit --data.batch_size 128 --data.val_size 0
         python -m fmnist fit --data.augment_shift 2 --data.augment_flip true
+        python -m fmnist predict --ckpt_path best --data.predict_path 'photos/*.jpg'
     """
 
     class_names: tuple[str, ...] = CLASS_NAMES
@@ -84,6 +89,7 @@ class FashionMNISTDataModule(LightningDataModule):
         val_size: NonNegativeInt = 5000,
         download: bool = True,
         split_seed: int = 42,
+        predict_path: str | None = None,
         augment_shift: NonNegativeInt = 0,
         augment_flip: bool = False,
     ) -> None:
@@ -97,9 +103,12 @@ class FashionMNISTDataModule(LightningDataModule):
         self.train_set: TensorDataset | None = None
         self.val_set: TensorDataset | None = None
         self.test_set: TensorDataset | None = None
+        self.predict_set: Dataset | None = None
 
     def prepare_data(self) -> None:
         """Make the files available: find them, or download them when allowed."""
+        if self.hparams.predict_path and self.trainer is not None and self.trainer.state.fn == "predict":
+            return  # predicting on the user's own pictures needs no dataset
         self._check_data_dir()
         if idx.locate(self.data_dir) is not None:
             return
@@ -113,6 +122,9 @@ class FashionMNISTDataModule(LightningDataModule):
 
     def setup(self, stage: str) -> None:
         """Decode and split what ``stage`` needs; calling it again reuses what is decoded."""
+        if stage == "predict" and self.hparams.predict_path:
+            self._setup_pictures(self.hparams.predict_path)
+            return
         self._check_data_dir()
         files = idx.locate(self.data_dir)
         if files is None:
@@ -121,6 +133,18 @@ class FashionMNISTDataModule(LightningDataModule):
             self.train_set, self.val_set = self._train_and_val(files)
         if stage in ("test", "predict") and self.test_set is None:
             self.test_set = TensorDataset(*self._decode(files["test"]))
+        if stage == "predict":
+            self.predict_set = self.test_set
+
+    def _setup_pictures(self, path: str) -> None:
+        if self.predict_set is not None:
+            return
+        self.predict_set, skipped = pictures.load(path, MEAN, STD)
+        if skipped:
+            rank_zero_warn(
+                f"data.predict_path: left out {len(skipped)} files that are not pictures or are broken: "
+                + ", ".join(str(file) for file in skipped)
+            )
 
     def _train_and_val(self, files: dict[str, idx.SplitFiles]) -> tuple[TensorDataset, TensorDataset]:
         images, labels = self._decode(files["train"])
@@ -179,9 +203,9 @@ class FashionMNISTDataModule(LightningDataModule):
         return self._loader(self.test_set)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set)
+        return self._loader(self.predict_set)
 
-    def _loader(self, dataset: TensorDataset | None, shuffle: bool = False) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, shuffle: bool = False) -> DataLoader:
         assert dataset is not None, "setup() has not run for this stage"
         workers = self.hparams.num_workers
         on_cuda = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"

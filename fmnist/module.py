@@ -133,14 +133,19 @@ class FashionMNISTClassifier(LightningModule):
         self.log("Accuracy/val_best", self.val_acc_best.compute(), prog_bar=True)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        """Class, name and confidence per image; batches are ``(images, labels)`` of the test split,
+        or ``{"image", "file"}`` of :class:`~fmnist.pictures.PictureDataset`, whose files are passed on."""
+        x = batch["image"] if isinstance(batch, dict) else batch[0] if isinstance(batch, (tuple, list)) else batch
         probabilities = self(x).softmax(dim=1)
         confidence, classes = probabilities.max(dim=1)
-        return {
+        prediction = {
             "class_index": classes,
             "class_name": [CLASS_NAMES[i] for i in classes.tolist()],
             "confidence": confidence,
         }
+        if isinstance(batch, dict) and "file" in batch:
+            prediction["file"] = list(batch["file"])
+        return prediction
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer(self.parameters(), lr=self.hparams.lr)

@@ -23,8 +23,10 @@ from fmnist.errors import InputError
 from fmnist.space import Param, as_flag
 
 #: Fit flags every trial starts from (a sweep's own flags come after and win): no progress bars
-#: and model summaries from trials that may run side by side.
+#: and model summaries from trials that may run side by side, and no test after fit: a search
+#: chooses on the validation split (``--test_after_fit true`` for a multi-seed study's test accuracy).
 TRIAL_DEFAULTS = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+TRIAL_DEFAULTS += ["--test_after_fit", "false"]
 #: The trial state shown in HParams -> TensorBoard's session status.
 STATUS = {"complete": "STATUS_SUCCESS", "pruned": "STATUS_SUCCESS", "failed": "STATUS_FAILURE"}
 
@@ -49,6 +51,7 @@ class TrialCLI(FashionCLI):
     def __init__(self, args: list[str], trial: optuna.Trial, metric: str, run_dir: Path, built: list) -> None:
         self.trial, self.metric, self.run_dir, self.built = trial, metric, run_dir, built
         self.table_metrics: list[str] = []  # metric columns of the config's HyperparameterTable
+        self.metrics: dict[str, Any] = {}  # what the fit logged, and the test after it when that runs
         super().__init__(args)
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
@@ -63,6 +66,11 @@ class TrialCLI(FashionCLI):
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         self.built.append(self)
+
+    def after_fit(self) -> None:
+        fitted = dict(self.trainer.callback_metrics)  # a test after fit resets the trainer's metrics
+        super().after_fit()
+        self.metrics = {**fitted, **self.trainer.callback_metrics}
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         trainer = super()._instantiate_trainer(
@@ -90,9 +98,9 @@ def run_trial(
     state = "failed"
     try:
         cli = TrialCLI(fit_args(fit_options, values), trial, metric, run_dir, built)
-        value = cli.trainer.callback_metrics.get(metric)
+        value = cli.metrics.get(metric)
         if value is None:
-            logged = ", ".join(sorted(cli.trainer.callback_metrics))
+            logged = ", ".join(sorted(cli.metrics))
             raise InputError(f"metric {metric!r} was not logged by the trial; logged scalars: {logged}")
         state = "complete"
         return float(value)

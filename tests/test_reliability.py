@@ -74,6 +74,56 @@ def test_diverged_cli_run_exits_1_with_advice_and_keeps_its_folder(fmnist, capsy
     assert run_dirs(), "a diverged run keeps what it logged"
 
 
+def test_an_exploding_but_finite_loss_stops_too(fmnist, capsys) -> None:
+    # Adam at lr 1e4: the loss goes from 2.3 to about 1e22 in one step and stays finite
+    assert fmnist("fit", "--model.lr", "1e4", "--trainer.max_epochs", "1") == 1
+    err = capsys.readouterr().err
+    assert "fmnist: error: the training loss became" in err
+    assert "(above 2" in err and ": it exploded) at epoch 0, step 1;" in err, "1000 x the first batch's loss of ~2.3"
+    assert "try a lower learning rate than 10000, e.g. --model.lr 1000" in err and "Traceback" not in err
+    (run,) = run_dirs()
+    assert not (run / "checkpoints").exists(), "no checkpoint of the exploded weights"
+
+
+def test_a_bad_but_finite_run_is_not_stopped(fmnist, capsys) -> None:
+    # a learning rate so small that the loss stays at chance level, ln 10 = 2.3, all run long
+    assert fmnist("fit", "--model.lr", "1e-9", "--trainer.max_epochs", "2", "--test_after_fit", "false") == 0
+    (run,) = run_dirs()
+    losses = [event.value for event in events(run).Scalars("Loss/train")]
+    assert len(losses) == 2 and all(2.0 < loss < 2.6 for loss in losses)
+    assert "error" not in capsys.readouterr().err
+
+
+class Spiking(FashionMNISTClassifier):
+    """A run whose loss jumps by ``factor`` at step 5 and is back to normal after it."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def training_step(self, batch, batch_idx):
+        out = super().training_step(batch, batch_idx)
+        if self.global_step == 5:
+            out["loss"] = out["loss"] * self.factor
+        return out
+
+
+@pytest.mark.parametrize(("factor", "stops"), [(200.0, False), (5000.0, True)])
+def test_the_threshold_is_a_multiple_of_the_first_loss(data_dir: Path, factor: float, stops: bool) -> None:
+    # the real-data spikes this threshold lets through: Adam at lr 0.1 peaks near 500 and ends at chance
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, callbacks=[DivergenceGuard(max_loss_factor=1000)],
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    datamodule = FashionMNISTDataModule(str(data_dir), batch_size=32, val_size=96, download=False)
+    if stops:
+        with pytest.raises(TrainingDivergedError, match=r"it exploded\) at epoch 0, step 5"):
+            trainer.fit(Spiking(factor), datamodule)
+    else:
+        trainer.fit(Spiking(factor), datamodule)
+        assert trainer.global_step == 9
+
+
 # --- crashes and resume -------------------------------------------------------------------------
 
 
@@ -130,8 +180,9 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path: Path) -> None
     assert [run.name for run in runs] == ["version_0", "version_1"]
     pids = set()
     for run in runs:
-        (event_file,) = run.glob("events.out.tfevents.*")
-        pids.add(event_file.name.split(".")[5])  # events.out.tfevents.<time>.<host>.<pid>.<n>
+        # events.out.tfevents.<time>.<host>.<pid>.<n>: the fit's file, and the test after fit's
+        (pid,) = {event_file.name.split(".")[5] for event_file in run.glob("events.out.tfevents.*")}
+        pids.add(pid)
         assert len(events(run).Scalars("Loss/val")) == 1
         assert (run / "config.yaml").is_file() and (run / "hparams.yaml").is_file()
         assert len(list((run / "checkpoints").glob("*.ckpt"))) == 2
@@ -151,7 +202,8 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     )  # fmt: skip
     print(f"DDP fit, 2 processes, 2 epochs: {time.monotonic() - started:.1f} s")
     (run,) = run_dirs()
-    assert len(list(run.glob("events.out.tfevents.*"))) == 1, "rank zero writes; other ranks write nothing"
+    event_files = list(run.glob("events.out.tfevents.*"))  # the fit's, and the test after fit's
+    assert len(event_files) == 2 and len({f.name.split(".")[5] for f in event_files}) == 1, "only rank zero writes"
     board = events(run)
     assert len(board.Images("Sample Images")) == 2 and len(board.Images("Confusion Matrix")) == 2
     # the sampler shards: 800 training images, 2 ranks, batches of 32 -> 13 steps per epoch

@@ -108,7 +108,7 @@ def test_pr_curves_for_ten_classes(server: TensorBoardServer) -> None:
 def test_hparams_experiment_with_metrics(server: TensorBoardServer) -> None:
     experiment = server.post("/data/plugin/hparams/experiment", {"experimentName": ""})
     metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}
-    assert metrics == {"Accuracy/val_best", "Loss/val"}
+    assert metrics == {"Accuracy/val_best", "Loss/val", "Accuracy/test"}
     hparams = {info["name"] for info in experiment["hparamInfos"]}
     assert {"lr", "batch_size", "optimizer", "val_size"} <= hparams
     groups = server.post(
@@ -118,7 +118,7 @@ def test_hparams_experiment_with_metrics(server: TensorBoardServer) -> None:
     )  # fmt: skip
     (group,) = groups["sessionGroups"]
     values = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
-    assert 0 < values["Accuracy/val_best"] <= 1 and values["Loss/val"] > 0
+    assert 0 < values["Accuracy/val_best"] <= 1 and values["Loss/val"] > 0 and 0 < values["Accuracy/test"] <= 1
 
 
 def test_profiler_text_summary(server: TensorBoardServer) -> None:
