@@ -143,10 +143,10 @@ def test_a_hopeless_trial_is_pruned_and_keeps_its_logs(fmnist: Callable[..., int
 def test_no_trial_starts_after_the_timeout(fmnist: Callable[..., int], fast: Path, tmp_path: Path, capsys) -> None:
     space = write(tmp_path / "t.yaml", SPACE)
     assert (
-        fmnist("sweep", "--space", str(space), "--timeout", "2", "--config", str(fast), "--trainer.max_epochs", "1")
+        fmnist("sweep", "--space", str(space), "--timeout", "0.001", "--config", str(fast), "--trainer.max_epochs", "1")
         == 0
     )
-    assert len(study("t").trials) == 1  # the first trial started within the time; no other did
+    assert len(study("t").trials) == 1  # the first trial always runs; no other starts after the time
     assert "study t: 1 of 3 trials finished" in capsys.readouterr().out
 
 
