@@ -196,13 +196,15 @@ def work(config: Sweep) -> None:
     """One worker: start trials until the study has n_trials finished ones (or time is up)."""
     study = config.open()
     deadline = time.monotonic() + config.timeout if config.timeout else None
-    while deadline is None or time.monotonic() < deadline:
+    while True:
         optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed, queued again
         trials = study.get_trials(deepcopy=False, states=STARTED)
         finished = sum(t.state.is_finished() for t in trials)
         if finished >= config.n_trials:
             return
         if len(trials) >= config.n_trials:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
             time.sleep(1)  # the last trials run elsewhere; wait in case one of them dies
             continue
         study.optimize(
@@ -212,6 +214,8 @@ def work(config: Sweep) -> None:
             n_trials=1,
             catch=(TrainingDivergedError, Surplus),
         )
+        if deadline is not None and time.monotonic() >= deadline:
+            return  # checked after a trial, so that every start of a timed sweep makes progress
 
 
 def _worker(config: Sweep, threads: int) -> None:
