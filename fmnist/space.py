@@ -30,7 +30,18 @@ from fmnist.cli import FashionCLI, _tensorboard_configs
 from fmnist.errors import InputError
 
 #: Top-level keys of a space file besides ``space``: the sweep flags of the same names.
-SETTINGS = ("metric", "direction", "n_trials", "workers", "storage", "study", "pruner", "sampler", "timeout")
+SETTINGS = (
+    "metric",
+    "direction",
+    "n_trials",
+    "workers",
+    "storage",
+    "study",
+    "pruner",
+    "prune_after",
+    "sampler",
+    "timeout",
+)
 #: Fields each range type accepts (``type`` aside).
 FIELDS = {"float": {"low", "high", "step", "log"}, "int": {"low", "high", "step", "log"}, "categorical": {"choices"}}
 

@@ -105,8 +105,9 @@ def test_three_trials_are_runs_with_hparams_rows_and_a_best_config(
 
 
 def test_a_hopeless_trial_is_pruned_and_keeps_its_logs(fmnist: Callable[..., int], fast: Path, tmp_path: Path) -> None:
-    # three trials with a working learning rate, then the same study continued with a useless one:
-    # the median pruner must stop it after its first epoch
+    # two trials with a working learning rate, then the same study continued with a useless one, which
+    # --prune_after 3 lets finish; then another useless one, which the median pruner (after its
+    # default 2 complete trials) must stop after its first epoch
     space = write(
         tmp_path / "p.yaml",
         {
@@ -121,7 +122,7 @@ def test_a_hopeless_trial_is_pruned_and_keeps_its_logs(fmnist: Callable[..., int
             "--space",
             str(space),
             "--n_trials",
-            "3",
+            "2",
             "--config",
             str(fast),
             "--model.lr",
@@ -131,7 +132,9 @@ def test_a_hopeless_trial_is_pruned_and_keeps_its_logs(fmnist: Callable[..., int
         )
         == 0
     )
-    assert fmnist("sweep", "--space", str(space), "--n_trials", "4", "--config", str(fast), "--model.lr", "1e-9") == 0
+    useless = ["--space", str(space), "--config", str(fast), "--model.lr", "1e-9"]
+    assert fmnist("sweep", *useless, "--n_trials", "3", "--prune_after", "3") == 0
+    assert fmnist("sweep", *useless, "--n_trials", "4") == 0
     trials = study("p").trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED]
     pruned = Path("runs/p/trial_3")
@@ -253,6 +256,7 @@ BAD_SPACES = {
     "unknown setting": ({"trials": 3, "space": SPACE["space"]}, "unknown setting 'trials'"),
     "bad n_trials": ({"n_trials": 0, "space": SPACE["space"]}, "n_trials must be a positive integer"),
     "bad pruner": ({"pruner": "mean", "space": SPACE["space"]}, "pruner must be one of"),
+    "bad prune_after": ({"prune_after": 0, "space": SPACE["space"]}, "prune_after must be a positive integer"),
     "grid on a float": (
         {"sampler": "grid", "space": SPACE["space"]},
         "the grid sampler needs a step for the float range of model.lr",

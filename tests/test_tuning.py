@@ -5,6 +5,7 @@ import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -200,3 +201,17 @@ def test_open_schedule_length_needs_a_bounded_run(fmnist, capsys) -> None:
     assert err.startswith("fmnist: error: model.scheduler: total_steps is filled with the length of the run")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert list(Path("runs").iterdir()) == []
+
+
+def test_the_tuned_config_trains_in_bf16_with_every_callback(fmnist) -> None:
+    # configs/tuned.yaml as users run it, bfloat16 autocast on the CPU included, cut to one epoch
+    tuned = Path(__file__).resolve().parents[1] / "configs/tuned.yaml"
+    assert fmnist("fit", "--config", str(tuned), "--trainer.max_epochs", "1") == 0
+    [run] = run_dirs()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["trainer"]["precision"] == "bf16-mixed" and config["model"]["conv2_channels"] == 128
+    board = events(run)
+    assert 0.0 <= board.Scalars("Accuracy/test")[-1].value <= 1.0  # tested after fit
+    assert board.Images("Sample Images") and board.Histograms("weights/net.conv2.weight")
+    (tensors,) = run.glob("*/net.fc1/tensors.tsv")  # the projector's fc1 features, written as float text
+    assert np.isfinite(np.loadtxt(tensors, delimiter="\t")).all()
