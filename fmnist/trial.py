@@ -3,8 +3,9 @@
 The fit is built by the same :class:`~fmnist.cli.FashionCLI` as ``python -m fmnist fit``, from the
 sweep's fit options plus the sampled values, so every fit option works and the trial's
 ``config.yaml`` is a complete fit configuration. Two things differ: optuna-integration's pruning
-callback reports the metric after each validation epoch, and the HParams row is written when the
-trial ends, because only then is its state (complete, pruned, failed) known.
+callback reports the metric after each validation epoch (unless the pruner is ``none``), and the
+HParams row is written when the trial ends, because only then is its state (complete, pruned,
+failed) known.
 """
 
 from pathlib import Path
@@ -73,9 +74,9 @@ class TrialCLI(FashionCLI):
         self.metrics = {**fitted, **self.trainer.callback_metrics}
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
-        trainer = super()._instantiate_trainer(
-            config, [*callbacks, PyTorchLightningPruningCallback(self.trial, self.metric)]
-        )
+        if not isinstance(self.trial.study.pruner, optuna.pruners.NopPruner):  # --pruner none: nothing to report
+            callbacks = [*callbacks, PyTorchLightningPruningCallback(self.trial, self.metric)]
+        trainer = super()._instantiate_trainer(config, callbacks)
         # the HParams row is written by the sweep when the trial ends, with its state
         for table in [c for c in trainer.callbacks if isinstance(c, HyperparameterTable)]:
             trainer.callbacks.remove(table)

@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,26 @@ def test_three_trials_are_runs_with_hparams_rows_and_a_best_config(
     assert fmnist("fit", "--config", "runs/three/best.yaml") == 0
     (rerun,) = Path("runs/three/best").iterdir()
     assert events(rerun).Scalars("Accuracy/val_best")[-1].value == pytest.approx(best.value)
+
+
+def test_a_multi_seed_study_measures_each_seed_on_the_test_split(
+    fmnist: Callable[..., int], fast: Path, tmp_path: Path, capsys, recwarn: pytest.WarningsRecorder
+) -> None:
+    # configs/seeds.yaml's way: a grid over seed_everything alone, each trial tested after fit
+    seeds = {"metric": "Accuracy/test", "sampler": "grid", "pruner": "none", "fit": {"test_after_fit": True}}
+    seeds["space"] = {"seed_everything": {"type": "categorical", "choices": [1, 2]}}
+    assert fmnist("sweep", "--space", str(write(tmp_path / "seeds.yaml", seeds)), "--config", str(fast)) == 0
+    trials = study("seeds").trials
+    assert sorted(t.params["seed_everything"] for t in trials) == [1, 2]
+    for trial in trials:
+        assert events(Path(f"runs/seeds/trial_{trial.number}")).Scalars("Accuracy/test")[-1].value == pytest.approx(
+            trial.value
+        )
+    values = [t.value for t in trials]
+    mean, std = statistics.mean(values), statistics.stdev(values)
+    assert f"Accuracy/test over 2 complete trials: {mean:.4f} ± {std:.4f}" in capsys.readouterr().out
+    # with pruner none nothing is reported per epoch, so no warning that Accuracy/test is not there yet
+    assert not [w for w in recwarn if "not in the evaluation logs" in str(w.message)]
 
 
 def test_a_hopeless_trial_is_pruned_and_keeps_its_logs(fmnist: Callable[..., int], fast: Path, tmp_path: Path) -> None:
