@@ -15,12 +15,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from callbacks.divergence import TrainingDivergedError
+from fmnist.checkpoints import CHECKPOINT_SHORTHANDS, checkpoint_step, newest_checkpoint
 from fmnist.data import FashionMNISTDataModule
 from fmnist.errors import InputError
 from fmnist.logger import RunLogger
@@ -29,8 +29,6 @@ from fmnist.summary import fit_summary
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-#: ``--ckpt_path`` values that name a checkpoint of the newest run with the same run name.
-CHECKPOINT_SHORTHANDS = {"last": "last.ckpt", "best": "best-*.ckpt"}
 DESCRIPTION = (
     "fmnist: the TensorBoard-with-PyTorch tutorial's CNN on Fashion-MNIST, as a Lightning project."
     " Train it, evaluate it, classify your own pictures, and see everything in TensorBoard"
@@ -109,9 +107,9 @@ class FashionCLI(LightningCLI):
     def _use_checkpoint(self, config: Namespace, loggers: list[Namespace], resume: bool) -> None:
         """Resolve ``--ckpt_path`` shorthands, check the file, and log into the run it came from."""
         if config.ckpt_path in CHECKPOINT_SHORTHANDS:
-            config.ckpt_path = str(_newest_checkpoint(config.ckpt_path, loggers))
+            config.ckpt_path = str(newest_checkpoint(config.ckpt_path, loggers))
         path = Path(config.ckpt_path)
-        step = _checkpoint_step(path)
+        step = checkpoint_step(path)
         run_dir = path.parent.parent
         if not loggers or path.parent.name != "checkpoints" or not (run_dir / "hparams.yaml").is_file():
             return  # not inside an fmnist run folder: log into a new run
@@ -193,31 +191,6 @@ def _run_name(template: str | None, config: Namespace) -> str | None:
             f"trainer.logger name {template!r}: cannot fill it in ({err}); placeholders look like"
             " {model.lr} or {data.batch_size}"
         ) from err
-
-
-def _newest_checkpoint(shorthand: str, loggers: list[Namespace]) -> Path:
-    if not loggers:
-        raise InputError(f"--ckpt_path {shorthand} needs a TensorBoard logger to know where runs are")
-    logger = loggers[0].init_args
-    runs = Path(logger.save_dir) / (logger.name or "")
-    pattern = f"*/checkpoints/{CHECKPOINT_SHORTHANDS[shorthand]}"
-    found = sorted(runs.glob(pattern), key=lambda path: path.stat().st_mtime)
-    if not found:
-        raise InputError(f"--ckpt_path {shorthand}: no checkpoint matches {runs / pattern}")
-    return found[-1]
-
-
-def _checkpoint_step(path: Path) -> int:
-    """The global step stored in a Lightning checkpoint; a clear error when it is not one."""
-    if not path.is_file():
-        raise InputError(f"--ckpt_path {path}: {'is a folder' if path.is_dir() else 'no such file'}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a file that is not a checkpoint
-        raise InputError(f"--ckpt_path {path} is not a PyTorch checkpoint ({type(err).__name__})") from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise InputError(f"--ckpt_path {path} is not a Lightning checkpoint: it has no state_dict")
-    return int(checkpoint.get("global_step", 0))
 
 
 def _prog() -> str:

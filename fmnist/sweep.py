@@ -3,18 +3,17 @@
 The search engine, its storage (SQLite, PostgreSQL, MySQL), the pruners, the heartbeat that
 notices killed trials and the callback that retries them are Optuna's; this module reads the
 flags, checks the space against the fit parser before any trial runs, starts the workers and
-prints the result. A trial is an ordinary fit (fmnist/trial.py).
+prints the result. The study (storage, sampler, pruner) is fmnist/study.py; a trial is an ordinary
+fit (fmnist/trial.py).
 """
 
 import argparse
-import importlib.util
 import multiprocessing
 import os
 import shutil
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -24,23 +23,12 @@ from callbacks import TrainingDivergedError
 from fmnist import report
 from fmnist.cli import _quiet_lightning
 from fmnist.errors import InputError
-from fmnist.space import Param, check_against_fit, check_same_space, grid_size, load
-from fmnist.trial import STARTED, RetryKilled, Surplus, run_trial
+from fmnist.space import check_against_fit, grid_size, load
+from fmnist.study import PRUNERS, SAMPLERS, Sweep
+from fmnist.trial import STARTED, Surplus, run_trial
 
-#: Seconds between a running trial's heartbeats, and of silence after which it counts as killed:
-#: it is then marked failed and its configuration queued again (at most MAX_RETRY times).
-HEARTBEAT, GRACE, MAX_RETRY = 2, 10, 3
 DEFAULTS = {"metric": "Accuracy/val_best", "direction": "maximize", "n_trials": None, "workers": 1}
 DEFAULTS.update(pruner="median", prune_after=2, sampler="tpe", timeout=None, study=None, storage=None)
-#: Each pruner, given ``prune_after``: the complete trials the median rule waits for. 2, not
-#: Optuna's 5: trials that can never be pruned are the cost of a short search on a CPU (on the
-#: 12-trial benchmark grid, 3 instead of 2 adds a hopeless trial run to the end: wall 0.62 -> 0.56
-#: of no pruning, replayed from the same trials), and the median of 2 already tells a hopeless start.
-PRUNERS = {
-    "median": lambda after: optuna.pruners.MedianPruner(n_startup_trials=after, n_warmup_steps=0),
-    "hyperband": lambda after: optuna.pruners.HyperbandPruner(min_resource=1),
-    "none": lambda after: optuna.pruners.NopPruner(),
-}
 HELP = """Search fit options with Optuna: each trial is an ordinary `fit` run in runs/<study>/trial_<n>/.
 
 All other options are fit options (--config, --model.*, --data.*, --trainer.*; see
@@ -72,72 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     add("--prune_after", type=int, help="complete trials before the median pruner stops any (default 2)")
     add(
         "--sampler",
-        choices=("tpe", "random", "grid"),
+        choices=SAMPLERS,
         help="how values are chosen (default tpe); grid tries each combination of categorical/int/stepped values once",
     )
     add("--timeout", type=float, help="seconds after which no new trial starts (default: none)")
     add("--metric", help="logged scalar to optimize (default Accuracy/val_best)")
     add("--direction", choices=("maximize", "minimize"), help="(default maximize)")
     return parser
-
-
-@dataclass
-class Sweep:
-    """Everything a worker process needs: plain values, so that it pickles for ``spawn``."""
-
-    params: list[Param]
-    fit_options: list[str]
-    root: Path  # runs/<study>
-    study: str
-    storage: str
-    metric: str
-    direction: str
-    n_trials: int
-    workers: int
-    pruner: str
-    prune_after: int
-    sampler: str
-    timeout: float | None
-
-    def open(self) -> optuna.Study:
-        kwargs = {"connect_args": {"timeout": 120}} if self.storage.startswith("sqlite") else {"pool_pre_ping": True}
-        retry = RetryKilled(self.metric, MAX_RETRY)
-        url = self.storage
-        if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
-            url = "postgresql+psycopg2://" + url.removeprefix(
-                "postgresql://"
-            )  # SQLAlchemy >= 2.1 defaults to psycopg 3
-        try:
-            storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=kwargs,
-                heartbeat_interval=HEARTBEAT,
-                grace_period=GRACE,
-                heartbeat_stale_trial_callback=retry,
-            )
-        except Exception as err:  # SQLAlchemy raises many types for a bad URL, a missing driver or server
-            raise InputError(f"--storage {self.storage}: cannot open it ({' '.join(str(err).split())[:300]})") from err
-        grid = {p.key: p.grid() for p in self.params}
-        samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
-        sampler = optuna.samplers.GridSampler(grid) if self.sampler == "grid" else samplers[self.sampler]()
-        verbosity = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "Using an existing study" at each start
-        study = optuna.create_study(
-            storage=storage,
-            study_name=self.study,
-            sampler=sampler,
-            pruner=PRUNERS[self.pruner](self.prune_after),
-            direction=self.direction,
-            load_if_exists=True,
-        )
-        optuna.logging.set_verbosity(verbosity)
-        check_same_space(study, self.params)
-        if study.direction.name.lower() != self.direction:
-            raise InputError(
-                f"study {self.study} in {self.storage} was made to {study.direction.name.lower()}, "
-                f"not to {self.direction}"
-            )
-        return study
 
 
 def sweep(args: list[str]) -> None:
@@ -163,7 +92,7 @@ def sweep(args: list[str]) -> None:
     )
     if config.n_trials is None:  # a grid is searched once through; other samplers try 20 values
         config.n_trials = grid_size(params) if config.sampler == "grid" and grid_size(params) else 20
-    _check_settings(config)
+    config.check()
     created = next((path for path in [*reversed(root.parents), root] if not path.exists()), None)
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -240,23 +169,3 @@ def _worker(config: Sweep, threads: int) -> None:
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _check_settings(config: Sweep) -> None:
-    for name in ("n_trials", "workers", "prune_after"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"sweep: {name} must be a positive integer, got {value!r}")
-    choices = {"pruner": PRUNERS, "sampler": ("tpe", "random", "grid"), "direction": ("maximize", "minimize")}
-    for name, allowed in choices.items():
-        if getattr(config, name) not in allowed:
-            raise InputError(f"sweep: {name} must be one of {', '.join(allowed)}, got {getattr(config, name)!r}")
-    if config.timeout is not None and (not isinstance(config.timeout, (int, float)) or config.timeout <= 0):
-        raise InputError(f"sweep: timeout must be a positive number of seconds, got {config.timeout!r}")
-    if config.sampler == "grid":
-        continuous = [p.key for p in config.params if p.grid() is None]
-        if continuous:
-            raise InputError(f"sweep: the grid sampler needs a step for the float range of {continuous[0]}")
-        size = grid_size(config.params)
-        if config.n_trials > size:
-            raise InputError(f"sweep: n_trials {config.n_trials} exceeds the grid's {size} combinations")
