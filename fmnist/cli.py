@@ -202,6 +202,9 @@ def _quiet_lightning() -> None:
     """Drop messages a user cannot act on, so the ones that matter stand out."""
     # fmnist's batches are slices of in-memory tensors, for which workers only add overhead
     warnings.filterwarnings("ignore", r".*does not have many workers.*")
+    # test/validate/predict from a checkpoint: it holds the averaged weights already (Lightning saves the
+    # average as the model's state); only resuming a fit needs the averaging state, and fit restores it
+    warnings.filterwarnings("ignore", r".*The WeightAveraging state cannot be restored.*")
     # raised inside Lightning 2.6 by torch >= 2.10's pytree module, not by fmnist's code
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(

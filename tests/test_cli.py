@@ -71,7 +71,7 @@ def test_second_run_gets_its_own_folder(fmnist, trained: Path) -> None:
     assert run_dirs() == [trained, trained.with_name("version_1")]
 
 
-def test_test_and_predict_on_the_checkpoint_log_into_its_run(fmnist, trained: Path) -> None:
+def test_test_and_predict_on_the_checkpoint_log_into_its_run(fmnist, trained: Path, recwarn) -> None:
     best = next((trained / "checkpoints").glob("best-*.ckpt"))
     assert not set(events(trained).Tags()["scalars"]) & TEST_TAGS
     assert fmnist("test", "--ckpt_path", str(best)) == 0
@@ -85,6 +85,8 @@ def test_test_and_predict_on_the_checkpoint_log_into_its_run(fmnist, trained: Pa
     assert [int(row["index"]) for row in rows] == list(range(128))
     assert {row["class_name"] for row in rows} <= set(CLASS_NAMES)
     assert (trained / "config.yaml").is_file() and (trained / "test_config.yaml").is_file()
+    # the averaged weights are the checkpoint's own: no warning that the averaging state is not restored
+    assert not [w for w in recwarn if "WeightAveraging" in str(w.message)]
 
 
 def test_checkpoint_shorthands_find_the_newest_run(fmnist, trained: Path) -> None:
