@@ -1,9 +1,10 @@
-"""Training step in float32 against bfloat16 autocast: ``python benchmarks/precision.py`` (about 2 minutes).
+"""Training step in float32 against bfloat16 autocast: ``python benchmarks/precision.py`` (about 30 s).
 
 The figure behind ``trainer.precision: bf16-mixed`` in configs/tuned.yaml. Times the bare training
-step (forward, label-smoothed loss, backward, AdamW) of the networks of configs/default.yaml and
-configs/tuned.yaml, channels-last as fmnist trains them, on random inputs, in both precisions,
-round-robin so that a drift of the machine's speed hits both alike; prints the seconds a
+step (forward, loss with the configuration's label smoothing, backward, AdamW) of the networks of
+configs/default.yaml and configs/tuned.yaml (read from the files), channels-last as fmnist trains
+them, on random inputs, in both precisions, round-robin so that a drift of the machine's speed
+hits both alike; prints the seconds a
 55,000-image epoch takes (median of the rounds) and the speed-up. What the CPU offers for bfloat16
 (AMX, AVX512-BF16) decides the result: without them, bfloat16 is emulated and usually slower.
 """
@@ -16,22 +17,28 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fmnist.model import FashionCNN
 
-#: name: (network arguments, batch size), as in the two configurations
-NETWORKS = {
-    "default.yaml (32/64 channels, batch 64)": ({}, 64),
-    "tuned.yaml (64/128 channels, 256 hidden, batch norm, batch 128)": (
-        {"conv1_channels": 64, "conv2_channels": 128, "hidden_size": 256, "batch_norm": True},
-        128,
-    ),
-}
+REPO = Path(__file__).resolve().parents[1]
+#: The network's arguments among the model options of a configuration.
+NETWORK_OPTIONS = ("conv1_channels", "conv2_channels", "hidden_size", "dropout", "batch_norm")
+
+
+def network(name: str) -> tuple[dict, int, float]:
+    """FashionCNN's arguments, the batch size and the label smoothing of ``configs/<name>`` on top of the defaults."""
+    configs = [yaml.safe_load((REPO / "configs" / file).read_text()) for file in ("default.yaml", name)]
+    model = {**configs[0]["model"], **configs[1].get("model", {})}
+    data = {**configs[0]["data"], **configs[1].get("data", {})}
+    return {key: model[key] for key in NETWORK_OPTIONS}, data["batch_size"], model["label_smoothing"]
+
+
 TRAIN_IMAGES = 55_000
 
 
-def epoch_seconds(kwargs: dict, batch_size: int, bf16: bool, steps: int) -> float:
+def epoch_seconds(kwargs: dict, batch_size: int, smoothing: float, bf16: bool, steps: int) -> float:
     """Seconds of a training epoch at the speed of ``steps`` timed steps, after 3 warm-up steps."""
     torch.manual_seed(0)
     model = FashionCNN(**kwargs).to(memory_format=torch.channels_last)
@@ -41,7 +48,7 @@ def epoch_seconds(kwargs: dict, batch_size: int, bf16: bool, steps: int) -> floa
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(images), labels, label_smoothing=0.1)
+            loss = F.cross_entropy(model(images), labels, label_smoothing=smoothing)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -60,13 +67,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="timed steps per measurement (default: 40)")
     options = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; seconds per epoch of 55,000 images")
-    for name, (kwargs, batch_size) in NETWORKS.items():
+    for name in ("default.yaml", "tuned.yaml"):
+        kwargs, batch_size, smoothing = network(name)
         times: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(options.rounds):
             for bf16 in (False, True):
-                times[bf16].append(epoch_seconds(kwargs, batch_size, bf16, options.steps))
+                times[bf16].append(epoch_seconds(kwargs, batch_size, smoothing, bf16, options.steps))
         fp32, bf16 = statistics.median(times[False]), statistics.median(times[True])
-        print(f"{name}: float32 {fp32:.1f} s, bf16 autocast {bf16:.1f} s: {fp32 / bf16:.2f}x")
+        shown = ", ".join(f"{key} {value}" for key, value in kwargs.items())
+        print(
+            f"{name} ({shown}, batch {batch_size}): float32 {fp32:.1f} s, bf16 autocast {bf16:.1f} s: {fp32 / bf16:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ def main_bench() -> None:
     parser.add_argument("--val_batches", type=float, default=1.0, help="fraction of the validation batches")
     parser.add_argument("--repeat", type=int, default=5, help="fit/trial pairs for (a)")
     parser.add_argument("--trials", type=int, default=4, help="trials per worker setting for (c)")
+    parser.add_argument("--parts", default="a,b,c", help="which measurements, comma-separated (default: a,b,c)")
     options = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     short = ["--trainer.max_epochs", str(options.epochs), "--trainer.limit_train_batches", str(options.batches)]
@@ -74,12 +75,24 @@ def main_bench() -> None:
     os.chdir(folder)  # runs/ goes there; the data is found in /usr/share/datasets/fashion-mnist
     print(f"setting: real Fashion-MNIST, {options.epochs} epochs on {options.batches:.0%} of the training batches,")
     print(f"validation on {options.val_batches:.0%} of the 5000 held-out images every epoch, every default callback;")
-    print(f"{os.cpu_count()} cores shared with other jobs (ratios are measured side by side); {folder}")
+    print(f"{os.cpu_count()} cores (ratios are measured side by side); {folder}")
 
-    # (a) the same configuration as a fit alone and as a sweep trial, alternated
-    single = space(folder, "single", {"model.lr": [1e-3]}, pruner="none")
+    parts = set(options.parts.split(","))
+    if "a" in parts:
+        overhead(folder, short, options.repeat)
+    if "b" in parts:
+        pruning(folder, short)
+    if "c" in parts:
+        throughput(folder, short, options.trials)
+
+
+def overhead(folder: Path, short: list[str], repeat: int) -> None:
+    """(a) the same configuration as a fit alone and as a sweep trial, alternated."""
+    # the median pruner as in a real sweep (its callback reports after every epoch), waiting for
+    # more complete trials than there are, so that no repeat of the same trial is pruned
+    single = space(folder, "single", {"model.lr": [1e-3]}, pruner="median", prune_after=1000)
     fits, trial_walls, commands = [], [], []
-    for i in range(options.repeat):
+    for i in range(repeat):
         # alternated fit-sweep, sweep-fit, ... so that a drift of the machine's speed favours neither
         for step in ("fit", "sweep") if i % 2 == 0 else ("sweep", "fit"):
             if step == "fit":
@@ -89,7 +102,8 @@ def main_bench() -> None:
                 trial_walls.append(seconds(trials("single")[-1]))
     fit, trial, command = (statistics.median(x) for x in (fits, trial_walls, commands))
     print(
-        f"\n(a) per-trial overhead, medians of {options.repeat} alternated pairs (each: {', '.join(f'{x:.1f}' for x in fits)} s)"
+        f"\n(a) per-trial overhead, medians of {repeat} alternated pairs"
+        f" (fit alone: {', '.join(f'{x:.1f}' for x in fits)} s; trials: {', '.join(f'{x:.1f}' for x in trial_walls)} s)"
     )
     print(
         f"  fit alone {fit:.1f} s, the same fit as a sweep trial {trial:.1f} s:"
@@ -100,8 +114,10 @@ def main_bench() -> None:
         " (once per command: the space checked by the fit parser, the storage opened, the summary)"
     )
 
-    # (b) the 12 grid trials without pruning, then with the median pruner: its default (pruning after
-    # 2 complete trials) and, for comparison, after 3
+
+def pruning(folder: Path, short: list[str]) -> None:
+    """(b) the 12 grid trials without pruning, then with the median pruner: its default (pruning
+    after 2 complete trials) and, for comparison, after 3."""
     grid = space(folder, "grid", GRID, sampler="grid")
     searches = {"none": ["--pruner", "none"], "median": ["--pruner", "median"]}
     searches["median, after 3"] = ["--pruner", "median", "--prune_after", "3"]
@@ -126,16 +142,22 @@ def main_bench() -> None:
             f" {100 * (best_full - best):.2f} points below (target <= 0.3)"
         )
 
-    # (c) the same fixed trial, several times, with 1 and with 2 worker processes
-    print(f"\n(c) trials per hour, {options.trials} trials of the fixed configuration")
+
+def throughput(folder: Path, short: list[str], trials_per_setting: int) -> None:
+    """(c) the same fixed trial, several times, with 1 and with 2 worker processes."""
+    print(f"\n(c) trials per hour, {trials_per_setting} trials of the fixed configuration")
     for workers in (1, 2):
         fixed = space(
-            folder, f"workers{workers}", {"seed_everything": list(range(options.trials))}, sampler="grid", pruner="none"
+            folder,
+            f"workers{workers}",
+            {"seed_everything": list(range(trials_per_setting))},
+            sampler="grid",
+            pruner="none",
         )
         wall = run("sweep", "--space", fixed, "--workers", str(workers), *short)
         print(
-            f"  {workers} worker{'s' if workers > 1 else ''}: {wall:.0f} s for {options.trials} trials ="
-            f" {3600 * options.trials / wall:.0f} trials/hour (command wall time, start-up included)"
+            f"  {workers} worker{'s' if workers > 1 else ''}: {wall:.0f} s for {trials_per_setting} trials ="
+            f" {3600 * trials_per_setting / wall:.0f} trials/hour (command wall time, start-up included)"
         )
 
 

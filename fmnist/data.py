@@ -96,9 +96,8 @@ class FashionMNISTDataModule(LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.data_dir = Path(data_dir).expanduser()
-        black = (0.0 - MEAN) / STD  # a black pixel after normalisation
-        self.augment = (
-            RandomShiftFlip(augment_shift, augment_flip, fill=black) if augment_shift or augment_flip else None
+        self.augment = (  # shifted-in pixels are black: VALUE_RANGE[0] after normalisation
+            RandomShiftFlip(augment_shift, augment_flip, fill=VALUE_RANGE[0]) if augment_shift or augment_flip else None
         )
         self.train_set: TensorDataset | None = None
         self.val_set: TensorDataset | None = None

@@ -29,19 +29,20 @@ from jsonargparse import ArgumentError
 from fmnist.cli import FashionCLI, _tensorboard_configs
 from fmnist.errors import InputError
 
-#: Top-level keys of a space file besides ``space``: the sweep flags of the same names.
-SETTINGS = (
-    "metric",
-    "direction",
-    "n_trials",
-    "workers",
-    "storage",
-    "study",
-    "pruner",
-    "prune_after",
-    "sampler",
-    "timeout",
-)
+#: Top-level keys of a space file besides ``space`` and ``fit``: the sweep flags of the same names,
+#: with their defaults (``None``: ``n_trials`` from the sampler, ``storage`` and ``study`` from the paths).
+SETTINGS = {
+    "metric": "Accuracy/val_best",
+    "direction": "maximize",
+    "n_trials": None,
+    "workers": 1,
+    "storage": None,
+    "study": None,
+    "pruner": "median",
+    "prune_after": 2,
+    "sampler": "tpe",
+    "timeout": None,
+}
 #: Fields each range type accepts (``type`` aside).
 FIELDS = {"float": {"low", "high", "step", "log"}, "int": {"low", "high", "step", "log"}, "categorical": {"choices"}}
 

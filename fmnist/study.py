@@ -26,7 +26,12 @@ PRUNERS = {
     "hyperband": lambda after: optuna.pruners.HyperbandPruner(min_resource=1),
     "none": lambda after: optuna.pruners.NopPruner(),
 }
-SAMPLERS = ("tpe", "random", "grid")
+#: Each sampler, given the searched parameters (the grid sampler needs their values).
+SAMPLERS = {
+    "tpe": lambda params: optuna.samplers.TPESampler(),
+    "random": lambda params: optuna.samplers.RandomSampler(),
+    "grid": lambda params: optuna.samplers.GridSampler({p.key: p.grid() for p in params}),
+}
 
 
 @dataclass
@@ -65,15 +70,12 @@ class Sweep:
             )
         except Exception as err:  # SQLAlchemy raises many types for a bad URL, a missing driver or server
             raise InputError(f"--storage {self.storage}: cannot open it ({' '.join(str(err).split())[:300]})") from err
-        grid = {p.key: p.grid() for p in self.params}
-        samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
-        sampler = optuna.samplers.GridSampler(grid) if self.sampler == "grid" else samplers[self.sampler]()
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "Using an existing study" at each start
         study = optuna.create_study(
             storage=storage,
             study_name=self.study,
-            sampler=sampler,
+            sampler=SAMPLERS[self.sampler](self.params),
             pruner=PRUNERS[self.pruner](self.prune_after),
             direction=self.direction,
             load_if_exists=True,

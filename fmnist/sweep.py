@@ -23,12 +23,10 @@ from callbacks import TrainingDivergedError
 from fmnist import report
 from fmnist.cli import _quiet_lightning
 from fmnist.errors import InputError
-from fmnist.space import check_against_fit, grid_size, load
+from fmnist.space import SETTINGS, check_against_fit, grid_size, load
 from fmnist.study import PRUNERS, SAMPLERS, Sweep
 from fmnist.trial import STARTED, Surplus, run_trial
 
-DEFAULTS = {"metric": "Accuracy/val_best", "direction": "maximize", "n_trials": None, "workers": 1}
-DEFAULTS.update(pruner="median", prune_after=2, sampler="tpe", timeout=None, study=None, storage=None)
 HELP = """Search fit options with Optuna: each trial is an ordinary `fit` run in runs/<study>/trial_<n>/.
 
 All other options are fit options (--config, --model.*, --data.*, --trainer.*; see
@@ -60,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--prune_after", type=int, help="complete trials before the median pruner stops any (default 2)")
     add(
         "--sampler",
-        choices=SAMPLERS,
+        choices=sorted(SAMPLERS),
         help="how values are chosen (default tpe); grid tries each combination of categorical/int/stepped values once",
     )
     add("--timeout", type=float, help="seconds after which no new trial starts (default: none)")
@@ -75,7 +73,7 @@ def sweep(args: list[str]) -> None:
     flags, fit_options = _parser().parse_known_args(args)
     settings, params = load(flags.space)
     fit_options = [*settings.pop("fit"), *fit_options]  # the space file's fit: section, then the command's
-    settings = {**DEFAULTS, **settings, **{k: v for k, v in vars(flags).items() if v is not None and k != "space"}}
+    settings = {**SETTINGS, **settings, **{k: v for k, v in vars(flags).items() if v is not None and k != "space"}}
     save_dir = check_against_fit(fit_options, params)
     study = str(settings["study"] or flags.space.stem)
     root = Path(save_dir) / study
@@ -85,10 +83,7 @@ def sweep(args: list[str]) -> None:
         root,
         study,
         settings["storage"] or f"sqlite:///{root / 'study.db'}",
-        **{
-            k: settings[k]
-            for k in ("metric", "direction", "n_trials", "workers", "pruner", "prune_after", "sampler", "timeout")
-        },
+        **{k: v for k, v in settings.items() if k not in ("storage", "study")},
     )
     if config.n_trials is None:  # a grid is searched once through; other samplers try 20 values
         config.n_trials = grid_size(params) if config.sampler == "grid" and grid_size(params) else 20
