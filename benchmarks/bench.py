@@ -51,9 +51,10 @@ class EpochTimer(pl.Callback):
 
 
 def run_fit(epochs: int, workdir: Path, data_dir: str, callbacks: bool) -> dict:
-    from fmnist.cli import FashionCLI, _quiet_lightning
+    from fmnist.cli import FashionCLI
+    from fmnist.quiet import quiet_lightning
 
-    _quiet_lightning()
+    quiet_lightning()
     args = ["fit", "--trainer.max_epochs", str(epochs), "--trainer.enable_progress_bar", "false",
             "--data.data_dir", data_dir, "--trainer.logger.init_args.save_dir", str(workdir / "runs")]  # fmt: skip
     if not callbacks:

@@ -1,4 +1,4 @@
-"""Training step in float32 against bfloat16 autocast: ``python benchmarks/precision.py`` (about 30 s).
+"""Training step in float32 against bfloat16 autocast: ``python -m benchmarks.precision`` (about 30 s).
 
 The figure behind ``trainer.precision: bf16-mixed`` in configs/tuned.yaml. Times the bare training
 step (forward, loss with the configuration's label smoothing, backward, AdamW) of the networks of
@@ -11,7 +11,6 @@ hits both alike; prints the seconds a
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fmnist.model import FashionCNN
 
 REPO = Path(__file__).resolve().parents[1]

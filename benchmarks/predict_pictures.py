@@ -1,6 +1,6 @@
 """Accuracy of ``predict --data.predict_path`` on pictures made from the test split, several ways.
 
-    python benchmarks/predict_pictures.py runs/<run>/version_0/checkpoints/last.ckpt [--count 500]
+    python -m benchmarks.predict_pictures runs/<run>/version_0/checkpoints/last.ckpt [--count 500]
 
 Saves the first ``--count`` official test images as ordinary picture files (plain 28x28 PNG,
 upscaled JPEG, light background, colour tint, non-square, a photo-like blue-on-white JPEG), runs
@@ -13,16 +13,14 @@ import csv
 import gzip
 import io
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fmnist.cli import main
 from fmnist.idx import SYSTEM_DATA_DIR
+from fmnist.main import main
 
 WAYS = {
     "plain 28x28 PNG": ("png", lambda x: Image.fromarray(x)),

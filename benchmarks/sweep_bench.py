@@ -1,4 +1,4 @@
-"""Sweep benchmark: ``python benchmarks/sweep_bench.py [--epochs 5] [--batches 0.25]`` (about 20 minutes on 2 cores).
+"""Sweep benchmark: ``python -m benchmarks.sweep_bench [--epochs 5] [--batches 0.25]`` (about 20 minutes on 2 cores).
 
 On the real Fashion-MNIST data, with short trials (``--epochs`` epochs on ``--batches`` of the
 training batches, validation on ``--val_batches`` of the validation batches, every callback of
@@ -17,7 +17,6 @@ import contextlib
 import io
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,8 +24,7 @@ from pathlib import Path
 import optuna
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fmnist.cli import main
+from fmnist.main import main
 
 GRID = {"model.lr": [1e-4, 3e-4, 1e-3, 3e-3], "data.batch_size": [32, 64, 128]}
 

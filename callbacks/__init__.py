@@ -10,6 +10,10 @@ global rank zero. The contract:
 - Validation batches are ``(images, labels, ...)``; images are float ``(N, C, H, W)`` with 1 or 3
   channels and any size; ``validation_step`` returns the logits (a tensor, or a dict with
   ``"logits"``), and ``forward`` returns them too.
+- Predictions (``PredictionWriter``, ``PredictionGrid``): ``predict_step`` returns a dict with
+  ``"class_index"`` (a tensor of ints; the writer), ``"class_name"`` (a list of str) and
+  ``"confidence"`` (a tensor of floats), one entry per image, and optionally ``"file"`` (a list of
+  str); prediction batches are ``(images, ...)`` or ``{"image": ...}`` (the grid).
 - Class names: the callback's ``class_names`` argument; else the datamodule's ``class_names``
   attribute; else ``"0"``, ``"1"``, ... The number of classes comes from the logits' width.
 - Display range of the images: the ``value_range`` argument; else the datamodule's
@@ -17,8 +21,8 @@ global rank zero. The contract:
   ``make_grid(normalize=True, scale_each=True)`` does.
 - Projector: ``layer`` names a submodule; without it, the input of the model's last ``nn.Linear``.
 - Graph: the module's ``example_input_array``, else the first validation batch's images.
-- A callback that cannot work on a model (no logits, no linear layer, an untraceable model, no
-  TensorBoardLogger) warns once and writes nothing; it never stops training.
+- A callback that cannot work on a model (no logits, no prediction dict, no linear layer, an
+  untraceable model, no TensorBoardLogger) warns once and writes nothing; it never stops training.
 
 Example, for any classifier ``model`` and datamodule ``data``::
 

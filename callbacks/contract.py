@@ -3,12 +3,15 @@
 Validation batches are ``(images, labels, ...)``; ``validation_step`` returns the logits (a tensor
 or a dict with ``"logits"``). Class names and the images' display range come from the callback's
 argument, else the datamodule's ``class_names`` / ``value_range`` attribute, else a default that
-needs nothing: ``"0"``, ``"1"``, ... and per-image min-max. A callback that cannot work on a model
-warns once (:func:`warn_once`) and writes nothing; it never stops training.
+needs nothing: ``"0"``, ``"1"``, ... and per-image min-max. ``predict_step`` returns, for the
+prediction callbacks (:func:`prediction_outputs`), a dict with ``"class_index"`` (a tensor of ints),
+``"class_name"`` (a list of str) and ``"confidence"`` (a tensor of floats), one entry per image, and
+optionally ``"file"`` (a list of str). A callback that cannot work on a model warns once
+(:func:`warn_once`) and writes nothing; it never stops training.
 """
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -62,6 +65,26 @@ def validation_logits(outputs: Any, callback: object) -> Tensor | None:
         )
         return None
     return logits
+
+
+def prediction_outputs(outputs: Any, callback: object, keys: Sequence[str]) -> Mapping[str, Any] | None:
+    """What ``predict_step`` returned, when it is a dict with all of ``keys``.
+
+    Otherwise warns once per callback, naming the missing keys, and returns ``None``: the callback
+    writes nothing for that batch.
+
+    >>> prediction_outputs({"class_name": ["cat"], "confidence": 0.9}, object(), ["class_name", "confidence"])
+    {'class_name': ['cat'], 'confidence': 0.9}
+    """
+    missing = [key for key in keys if not isinstance(outputs, Mapping) or key not in outputs]
+    if missing:
+        warn_once(
+            callback,
+            f"needs predict_step to return a dict with {', '.join(map(repr, keys))}; missing"
+            f" {', '.join(map(repr, missing))}, so it writes nothing for such batches.",
+        )
+        return None
+    return outputs
 
 
 def class_names(given: Sequence[str] | None, trainer: "pl.Trainer", num_classes: int, callback: object) -> list[str]:

@@ -70,7 +70,7 @@ class DivergenceGuard(Callback):
             return
         why = "" if not math.isfinite(value) else f" (above {self._max_loss:g}: it exploded)"
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
-        advice = f"; try a lower learning rate than {lr:g}, e.g. --model.lr {lr / 10:g}" if lr else ""
+        advice = f"; try a learning rate below {lr:g}, e.g. {lr / 10:g}" if lr else ""
         raise TrainingDivergedError(
             f"the training loss became {value:g}{why} at epoch {trainer.current_epoch}, step"
             f" {trainer.global_step}; training stopped before the update, and the logs and"

@@ -11,6 +11,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from typing_extensions import override
 
@@ -45,10 +47,33 @@ class HyperparameterTable(Callback):
         writer = find_tensorboard(trainer, self)
         if writer is None:
             return
-        params = run_hparams(pl_module, trainer.datamodule)
-        file_writer = writer._get_file_writer()  # the public add_hparams would create a second run
-        for summary in hparams(params, dict.fromkeys(self.metrics, 0.0)):
-            file_writer.add_summary(summary)
+        write_session(writer, run_hparams(pl_module, trainer.datamodule), self.metrics)
+
+
+def write_session(
+    writer: SummaryWriter, params: Mapping[str, Any], metrics: Sequence[str], status: str | None = None
+) -> None:
+    """Register the writer's run in the HParams dashboard: its hyperparameters and metric columns.
+
+    Args:
+        writer: the run's ``SummaryWriter``; the session goes into its own event file.
+        params: column name to value; values other than ``bool``, ``int``, ``float`` and ``str``
+            are shown as text.
+        metrics: scalar tags the run logs, shown as metric columns with their latest value.
+        status: how the run ended, as TensorBoard's session status (``"STATUS_SUCCESS"``,
+            ``"STATUS_FAILURE"``, ...) when it is known; ``None`` leaves torch's default.
+    """
+    params = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
+    experiment, start, end = hparams(params, dict.fromkeys(metrics, 0.0))
+    if status is not None:
+        data = plugin_data_pb2.HParamsPluginData.FromString(end.value[0].metadata.plugin_data.content)
+        data.session_end_info.status = api_pb2.Status.Value(status)
+        end.value[0].metadata.plugin_data.content = data.SerializeToString()
+    # Private: SummaryWriter's public add_hparams writes into a new sub-run of its own, so the table's
+    # row would not be this run's; its file writer is the run's event file.
+    file_writer = writer._get_file_writer()
+    for summary in (experiment, start, end):
+        file_writer.add_summary(summary)
 
 
 def run_hparams(pl_module: "pl.LightningModule", datamodule: "pl.LightningDataModule | None") -> dict[str, Any]:

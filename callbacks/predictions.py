@@ -23,10 +23,13 @@ from callbacks.tensorboard import find_tensorboard
 class PredictionWriter(BasePredictionWriter):
     """Save each predicted image's file, class index, class name and confidence as CSV rows.
 
-    ``index`` is the image's position in the prediction dataset (the official test split for
-    fmnist, or the pictures of ``--data.predict_path`` in file-name order); ``file`` is the
-    picture's path when the predictions carry a ``"file"`` list, empty otherwise. Rows are written batch by batch, so nothing accumulates in memory. Each rank writes
-    the images it predicted; with several ranks the file name carries the rank.
+    Reads ``predict_step``'s dict of ``"class_index"``, ``"class_name"`` and ``"confidence"`` (see
+    :mod:`callbacks.contract`); a batch without them is left out, with one warning. ``index`` is the
+    image's position in the prediction dataset (the official test split for fmnist, or the pictures
+    of ``--data.predict_path`` in file-name order); ``file`` is the picture's path when the
+    predictions carry a ``"file"`` list, empty otherwise. Rows are written batch by batch, so
+    nothing accumulates in memory. Each rank writes the images it predicted; with several ranks the
+    file name carries the rank.
 
     Args:
         filename: CSV file name, written into ``trainer.log_dir``.
@@ -37,6 +40,8 @@ class PredictionWriter(BasePredictionWriter):
     """
 
     COLUMNS = ("index", "file", "class_index", "class_name", "confidence")
+    #: What it reads from ``predict_step``'s output; ``"file"`` is optional.
+    KEYS = ("class_index", "class_name", "confidence")
 
     def __init__(self, filename: str = "predictions.csv") -> None:
         super().__init__(write_interval="batch")
@@ -66,6 +71,9 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
+        prediction = contract.prediction_outputs(prediction, self, self.KEYS)
+        if prediction is None:
+            return
         classes = prediction["class_index"].tolist()
         indices = batch_indices or range(self._rows, self._rows + len(classes))
         files = prediction.get("file") or [""] * len(classes)
@@ -88,7 +96,8 @@ class PredictionGrid(Callback):
     Shows the images as the model saw them (for your own pictures: after the grayscale, fit and
     inversion), so a wrong prediction can be told apart from a badly prepared picture. Batches
     are ``(images, ...)`` or ``{"image": ...}``; predictions are ``predict_step``'s
-    ``{"class_name", "confidence"}`` and, optionally, ``"file"``.
+    ``{"class_name", "confidence"}`` and, optionally, ``"file"`` (see :mod:`callbacks.contract`);
+    a batch without them is left out, with one warning.
 
     Args:
         num_images: how many images the grid shows at most.
@@ -101,6 +110,9 @@ class PredictionGrid(Callback):
 
         python -m fmnist predict --ckpt_path best --data.predict_path photos/
     """
+
+    #: What it reads from ``predict_step``'s output; ``"file"`` is optional.
+    KEYS = ("class_name", "confidence")
 
     def __init__(
         self,
@@ -132,7 +144,10 @@ class PredictionGrid(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         room = self.num_images - len(self._captions)
-        if room <= 0 or not trainer.is_global_zero or not isinstance(outputs, Mapping):
+        if room <= 0 or not trainer.is_global_zero:
+            return
+        outputs = contract.prediction_outputs(outputs, self, self.KEYS)
+        if outputs is None:
             return
         images = batch["image"] if isinstance(batch, Mapping) else batch[0]
         files = outputs.get("file") or [""] * len(images)

@@ -27,7 +27,7 @@ CHROMIUM_ARGS = [
 
 def train(logdir: Path, quick: bool) -> None:
     """Two short real-data runs side by side; ``quick`` makes them tiny (for the test)."""
-    from fmnist.cli import main
+    from fmnist.main import main
 
     limits = ["--trainer.limit_train_batches", "30", "--trainer.limit_val_batches", "10"] if quick else []
     for lr in ("0.001", "0.003"):

@@ -1,25 +1,22 @@
-"""The command line: ``python -m fmnist fit|validate|test|predict [--config FILE] [--key value ...]``.
-
-``python -m fmnist sweep`` (fmnist/sweep.py) searches fit options with Optuna.
+"""The fit CLI: ``python -m fmnist fit|validate|test|predict [--config FILE] [--key value ...]``.
 
 LightningCLI does the parsing; this file adds fmnist's defaults (``default.yaml`` beside it, the
 same file as ``configs/default.yaml``), run names built from hyperparameters, checkpoint
 shorthands, runs that continue in their own folder, a test and a summary after ``fit``, and
-one-line errors instead of tracebacks.
+user errors raised as :class:`~fmnist.errors.InputError`. The entry point (:mod:`fmnist.main`)
+turns those into one line; the sweep (:mod:`fmnist.sweep`) builds its trials with this CLI.
 """
 
-import logging
-import os
 import sys
-import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ArgumentError, Namespace
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from callbacks.divergence import TrainingDivergedError
 from fmnist.checkpoints import CHECKPOINT_SHORTHANDS, checkpoint_step, newest_checkpoint
 from fmnist.data import FashionMNISTDataModule
 from fmnist.errors import InputError
@@ -44,31 +41,51 @@ SUBCOMMAND_HELP = {
 
 
 class FashionCLI(LightningCLI):
-    """LightningCLI for :class:`FashionMNISTClassifier` on :class:`FashionMNISTDataModule`."""
+    """LightningCLI for :class:`FashionMNISTClassifier` on :class:`FashionMNISTDataModule`.
 
-    def __init__(self, args: list[str] | None = None) -> None:
+    ``python -m fmnist`` builds it with ``run=True``: the first argument is the subcommand. The
+    sweep builds each trial with ``run=False`` (the arguments of ``fit`` alone), places the run
+    with ``run_dir`` and calls ``trainer.fit`` and :meth:`test_after_fit` itself.
+
+    Args:
+        args: the command line without the program name; ``None`` reads ``sys.argv``.
+        run: as in LightningCLI: parse a subcommand and run it.
+        run_dir: log into this run folder (``<save_dir>/<name>/<version>``) instead of a new one.
+        instantiate: ``False`` only parses and checks the arguments (``cli.parser``, ``cli.config``).
+        kwargs: LightningCLI's other arguments, e.g. ``trainer_defaults``.
+    """
+
+    def __init__(
+        self,
+        args: list[str] | None = None,
+        run: bool = True,
+        run_dir: Path | None = None,
+        instantiate: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.run_dir, self.instantiate = run_dir, instantiate
+        # parse errors become one fmnist: error line, without argparse's usage wall
+        defaults = {"default_config_files": [str(DEFAULT_CONFIG)], "exit_on_error": False}
+        parser_kwargs: dict[str, Any] = {"exit_on_error": False, "prog": _prog(), "description": DESCRIPTION}
+        if run:
+            parser_kwargs["epilog"] = (
+                "Also: python -m fmnist sweep --space FILE [fit options]: search hyperparameters with Optuna"
+                " (python -m fmnist sweep --help)."
+            )
+            for name in SUBCOMMANDS:
+                parser_kwargs[name] = {**defaults, "description": f"{name}: {SUBCOMMAND_HELP[name]}."}
+        else:
+            parser_kwargs.update(defaults)
         super().__init__(
             FashionMNISTClassifier,
             FashionMNISTDataModule,
             save_config_kwargs={"overwrite": True},  # a resumed run rewrites its own config.yaml
             seed_everything_default=42,
-            parser_kwargs={
-                "exit_on_error": False,  # main() prints parse errors as one line, without the usage wall
-                "prog": _prog(),
-                "description": DESCRIPTION,
-                "epilog": "Also: python -m fmnist sweep --space FILE [fit options]: search hyperparameters with Optuna"
-                " (python -m fmnist sweep --help).",
-                **{
-                    name: {
-                        "default_config_files": [str(DEFAULT_CONFIG)],
-                        "exit_on_error": False,
-                        "description": f"{name}: {SUBCOMMAND_HELP[name]}.",
-                    }
-                    for name in SUBCOMMANDS
-                },
-            },
+            parser_kwargs=parser_kwargs,
             auto_configure_optimizers=False,  # the optimizer is --model.optimizer, next to --model.lr
             args=args,
+            run=run,
+            **kwargs,
         )
 
     def add_arguments_to_parser(self, parser: Any) -> None:
@@ -83,6 +100,9 @@ class FashionCLI(LightningCLI):
         )
 
     def _add_subcommands(self, parser: Any, **kwargs: Any) -> None:
+        # Private on both sides, for --help's one line per subcommand: LightningCLI takes that line from
+        # the Trainer method's docstring and offers no argument for it (parser_kwargs' "description"
+        # only reaches `fit --help`), and jsonargparse keeps the lines in argparse's private actions.
         super()._add_subcommands(parser, **kwargs)
         for choice in parser._subcommands_action._choices_actions:
             choice.help = SUBCOMMAND_HELP.get(choice.dest, choice.help)
@@ -90,18 +110,20 @@ class FashionCLI(LightningCLI):
     def parse_arguments(self, parser: Any, args: Any) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if subcommand is None:
-            return
-        config = self.config[subcommand]
+        if "subcommand" in self.config and subcommand is None:
+            return  # e.g. --help
+        config = self.config[subcommand] if subcommand else self.config
         _check_trainer(config.trainer)
         _sync_learning_rate(config.model)
-        loggers = _tensorboard_configs(config.trainer.logger)
+        loggers = tensorboard_configs(config.trainer.logger)
         for logger in loggers:
             logger.init_args.name = _run_name(logger.init_args.name, config)
-        if config.get("ckpt_path"):
+        if self.run_dir is not None:
+            _log_into(loggers, self.run_dir)
+        elif config.get("ckpt_path"):
             self._use_checkpoint(config, loggers, resume=subcommand == "fit")
         self.save_config_kwargs["config_filename"] = (
-            "config.yaml" if subcommand == "fit" else f"{subcommand}_config.yaml"
+            f"{subcommand}_config.yaml" if subcommand not in (None, "fit") else "config.yaml"
         )
 
     def _use_checkpoint(self, config: Namespace, loggers: list[Namespace], resume: bool) -> None:
@@ -113,44 +135,63 @@ class FashionCLI(LightningCLI):
         run_dir = path.parent.parent
         if not loggers or path.parent.name != "checkpoints" or not (run_dir / "hparams.yaml").is_file():
             return  # not inside an fmnist run folder: log into a new run
-        logger = loggers[0].init_args
-        logger.save_dir, logger.name, logger.version = str(run_dir.parent.parent), run_dir.parent.name, run_dir.name
-        if resume and "purge_step" in logger:
+        _log_into(loggers, run_dir)
+        if resume and "purge_step" in loggers[0].init_args:
             # events the interrupted run wrote after its last checkpoint are hidden, not duplicated
-            logger.purge_step = step
+            loggers[0].init_args.purge_step = step
 
     def instantiate_classes(self) -> None:
+        if not self.instantiate:
+            return
         try:
             super().instantiate_classes()
         except (ValueError, MisconfigurationException) as err:
             raise InputError(str(err)) from err
 
     def _run_subcommand(self, subcommand: str) -> None:
-        try:
+        # LightningCLI's public hooks (before_/after_<subcommand>) do not see the subcommand's
+        # exceptions, and this one wraps all three
+        with self.discarding_failed_runs():
             super()._run_subcommand(subcommand)
+
+    @contextmanager
+    def discarding_failed_runs(self) -> Iterator[None]:
+        """Around a trainer call: a run that stops on the user's input leaves no run folder behind.
+
+        Such errors (a damaged data file, an impossible setting found by Lightning) are raised as
+        :class:`InputError`; the folder a :class:`RunLogger` made for the run is deleted.
+        """
+        try:
+            yield
         except (InputError, MisconfigurationException) as err:
-            self._discard_created_runs()
+            for logger in self.trainer.loggers:
+                if isinstance(logger, RunLogger):
+                    logger.discard()
             raise err if isinstance(err, InputError) else InputError(str(err)) from err
 
     def after_fit(self) -> None:
         """Test the final model on the test split (``--test_after_fit``) and print the summary."""
         if self.trainer.interrupted:
             return
-        metrics = None
-        if self.config.fit.get("test_after_fit", True):
-            try:
-                (metrics,) = self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
-            except InputError as err:  # e.g. a damaged test file: the trained run stays
-                print(f"fmnist: error: testing after fit: {err}", file=sys.stderr)
-                raise SystemExit(2) from None
+        metrics = self.test_after_fit()
         summary = fit_summary(self.trainer, metrics)  # on every rank: trainer.log_dir is a collective under DDP
         if self.trainer.is_global_zero:
             print(summary, flush=True)
 
-    def _discard_created_runs(self) -> None:
-        for logger in self.trainer.loggers:
-            if isinstance(logger, RunLogger):
-                logger.discard()
+    def test_after_fit(self) -> Mapping[str, float] | None:
+        """The test of the fitted model on the official test split, when ``--test_after_fit`` asks for it.
+
+        ``None`` when it does not, or when the fit was interrupted.
+        """
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        if self.trainer.interrupted or not config.get("test_after_fit", True):
+            return None
+        try:
+            (metrics,) = self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+        except InputError as err:  # e.g. a damaged test file: the trained run stays
+            print(f"fmnist: error: testing after fit: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        return metrics
 
 
 def _check_trainer(trainer: Namespace) -> None:
@@ -168,7 +209,7 @@ def _sync_learning_rate(model: Namespace) -> None:
         init_args.lr = float(model.lr)
 
 
-def _tensorboard_configs(logger: Any) -> list[Namespace]:
+def tensorboard_configs(logger: Any) -> list[Namespace]:
     """The ``trainer.logger`` entries that take TensorBoardLogger's ``save_dir``, ``name`` and ``version``."""
     entries = logger if isinstance(logger, list) else [logger]
     return [
@@ -178,6 +219,13 @@ def _tensorboard_configs(logger: Any) -> list[Namespace]:
         and isinstance(entry.get("init_args"), Namespace)
         and all(key in entry.init_args for key in ("save_dir", "name", "version"))
     ]
+
+
+def _log_into(loggers: list[Namespace], run_dir: Path) -> None:
+    """Point the first TensorBoard logger at an existing or chosen run folder ``<save_dir>/<name>/<version>``."""
+    if loggers:
+        logger = loggers[0].init_args
+        logger.save_dir, logger.name, logger.version = str(run_dir.parent.parent), run_dir.parent.name, run_dir.name
 
 
 def _run_name(template: str | None, config: Namespace) -> str | None:
@@ -196,42 +244,3 @@ def _run_name(template: str | None, config: Namespace) -> str | None:
 def _prog() -> str:
     """``python -m fmnist`` or ``fmnist`` (the console script), as the user typed it."""
     return "python -m fmnist" if Path(sys.argv[0]).name == "__main__.py" else "fmnist"
-
-
-def _quiet_lightning() -> None:
-    """Drop messages a user cannot act on, so the ones that matter stand out."""
-    # fmnist's batches are slices of in-memory tensors, for which workers only add overhead
-    warnings.filterwarnings("ignore", r".*does not have many workers.*")
-    # test/validate/predict from a checkpoint: it holds the averaged weights already (Lightning saves the
-    # average as the model's state); only resuming a fit needs the averaging state, and fit restores it
-    warnings.filterwarnings("ignore", r".*The WeightAveraging state cannot be restored.*")
-    # raised inside Lightning 2.6 by torch >= 2.10's pytree module, not by fmnist's code
-    warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage()  # an advertisement for a cloud service
-    )
-
-
-def main(args: list[str] | None = None) -> None:
-    """Entry point of ``python -m fmnist``; tests call ``main([...])`` in-process.
-
-    Mistakes a user can fix exit with status 2 and one ``fmnist: error:`` line (set
-    ``FMNIST_DEBUG=1`` for the traceback); a diverged run exits with status 1.
-    """
-    _quiet_lightning()
-    args = sys.argv[1:] if args is None else args
-    try:
-        if args[:1] == ["sweep"]:
-            from fmnist.sweep import sweep  # Optuna is imported only by the command that uses it
-
-            sweep(args[1:])
-        else:
-            FashionCLI(args)
-    except (InputError, ArgumentError, TrainingDivergedError) as err:
-        if os.environ.get("FMNIST_DEBUG"):
-            raise
-        message = " ".join(str(err).split()) if isinstance(err, ArgumentError) else str(err)
-        print(f"fmnist: error: {message}", file=sys.stderr)
-        if isinstance(err, ArgumentError):
-            print("fmnist: see the options with: python -m fmnist <fit|validate|test|predict> --help", file=sys.stderr)
-        raise SystemExit(1 if isinstance(err, TrainingDivergedError) else 2) from None

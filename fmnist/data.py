@@ -17,9 +17,8 @@ from torchvision.datasets import FashionMNIST
 from fmnist import idx, pictures
 from fmnist.augment import RandomShiftFlip
 from fmnist.errors import InputError
+from fmnist.idx import CLASS_NAMES
 
-#: Class names in label order, as torchvision publishes them.
-CLASS_NAMES: tuple[str, ...] = tuple(FashionMNIST.classes)
 #: The tutorial's ``transforms.Normalize((0.5,), (0.5,))``.
 MEAN, STD = 0.5, 0.5
 #: What black (0) and white (1) pixels become after normalisation: ``(-1.0, 1.0)``.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torchvision.datasets import FashionMNIST
 
 from fmnist.errors import InputError
 
@@ -22,7 +23,8 @@ SYSTEM_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: File-name prefix of each split, as published.
 SPLIT_PREFIXES = {"train": "train", "test": "t10k"}
 IMAGE_SIDE = 28
-NUM_CLASSES = 10
+#: Class names in label order, as torchvision publishes them; their count is the number of classes.
+CLASS_NAMES: tuple[str, ...] = tuple(FashionMNIST.classes)
 _UNSIGNED_BYTE = 0x08
 
 
@@ -103,8 +105,10 @@ def load_split(files: SplitFiles) -> tuple[Tensor, Tensor]:
         raise InputError(f"{files.images} holds {len(images)} images but {files.labels} holds {len(labels)} labels")
     if len(labels) == 0:
         raise InputError(f"{files.labels}: holds no labels")
-    bad = (labels >= NUM_CLASSES).nonzero()
+    bad = (labels >= len(CLASS_NAMES)).nonzero()
     if len(bad):
         index = int(bad[0])
-        raise InputError(f"{files.labels}: label {int(labels[index])} at index {index} is outside 0-{NUM_CLASSES - 1}")
+        raise InputError(
+            f"{files.labels}: label {int(labels[index])} at index {index} is outside 0-{len(CLASS_NAMES) - 1}"
+        )
     return images, labels.long()

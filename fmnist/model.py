@@ -5,6 +5,8 @@ Training logic lives in :mod:`fmnist.module`; this file only says what the netwo
 
 from torch import Tensor, nn
 
+from fmnist.idx import CLASS_NAMES
+
 
 class FashionCNN(nn.Module):
     """Two conv/pool blocks and two linear layers; the defaults are the tutorial's network.
@@ -19,7 +21,7 @@ class FashionCNN(nn.Module):
         conv2_channels: output channels of the second convolution.
         hidden_size: width of ``fc1``, the penultimate layer whose output the projector shows.
         dropout: dropout probability after ``fc1``; ``0`` (the tutorial) leaves it out in effect.
-        num_classes: number of output logits.
+        num_classes: number of output logits; Fashion-MNIST's ten classes by default.
         batch_norm: batch normalisation after each convolution; off in the tutorial.
 
     Example::
@@ -38,7 +40,7 @@ class FashionCNN(nn.Module):
         conv2_channels: int = 64,
         hidden_size: int = 128,
         dropout: float = 0.0,
-        num_classes: int = 10,
+        num_classes: int = len(CLASS_NAMES),
         batch_norm: bool = False,
     ) -> None:
         super().__init__()

@@ -19,8 +19,8 @@ from torch import Tensor
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from fmnist.data import CLASS_NAMES
 from fmnist.errors import InputError
+from fmnist.idx import CLASS_NAMES
 from fmnist.model import FashionCNN
 
 #: Scheduler arguments that say how long the schedule is; left open (None, or 0 for a required one)

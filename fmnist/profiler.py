@@ -70,6 +70,8 @@ class TensorBoardProfiler(PyTorchProfiler):
 
     def summary(self) -> str:
         table = super().summary()
+        # Private: Lightning's Profiler is given the module (and so the trainer) and the stage only as
+        # these attributes; summary() has no arguments and setup() no trainer.
         trainer = self._lightning_module.trainer if self._lightning_module is not None else None
         if table and trainer is not None and trainer.is_global_zero:
             logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)

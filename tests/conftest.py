@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fmnist import idx
-from fmnist.cli import main
+from fmnist.main import main
 from tests.helpers import QUIET, write_dataset
 
 

@@ -14,7 +14,7 @@ from tensorboard.plugins.pr_curve import metadata as pr_metadata
 
 import callbacks
 from fmnist import CLASS_NAMES, FashionMNISTClassifier, FashionMNISTDataModule
-from fmnist.cli import main
+from fmnist.main import main
 from tests.helpers import QUIET, events, run_dirs, write_dataset
 
 EPOCHS = 2

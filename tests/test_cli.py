@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from fmnist import CLASS_NAMES, cli
+from fmnist.main import main
 from tests.helpers import events, run_dirs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +116,7 @@ FIT_CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*.yaml") if "space
 @pytest.mark.parametrize("config", FIT_CONFIGS)  # sweep space files: tests/test_sweep.py
 def test_every_config_parses(config: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit:
-        cli.main(["fit", "--config", str(REPO / "configs" / config), "--print_config"])
+        main(["fit", "--config", str(REPO / "configs" / config), "--print_config"])
     assert exit.value.code == 0
     assert "trainer:" in capsys.readouterr().out
 

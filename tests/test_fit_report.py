@@ -7,7 +7,7 @@ import pytest
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from fmnist import cli
-from fmnist.cli import main
+from fmnist.main import main
 from tests.helpers import events, run_dirs
 
 

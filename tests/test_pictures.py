@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from fmnist import CLASS_NAMES, pictures
-from fmnist.cli import main
 from fmnist.data import normalize
+from fmnist.main import main
 from tests.helpers import QUIET, events, run_dirs, write_dataset
 
 

@@ -14,7 +14,7 @@ pytestmark = [
 
 
 def test_a_few_hundred_batches_learn_far_above_chance(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from fmnist.cli import main
+    from fmnist.main import main
 
     monkeypatch.setattr(idx, "SYSTEM_DATA_DIR", REAL_DATA)
     common = ["--data.data_dir", str(tmp_path / "empty"), "--data.download", "false", *QUIET]
@@ -41,7 +41,7 @@ def test_predict_on_pictures_made_from_the_test_split(monkeypatch: pytest.Monkey
     import numpy as np
     from PIL import Image
 
-    from fmnist.cli import main
+    from fmnist.main import main
 
     monkeypatch.setattr(idx, "SYSTEM_DATA_DIR", REAL_DATA)
     common = ["--data.data_dir", str(tmp_path / "empty"), "--data.download", "false", *QUIET]

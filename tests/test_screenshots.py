@@ -22,7 +22,7 @@ def test_every_dashboard_renders(tmp_path: Path, data_dir: Path, monkeypatch: py
     monkeypatch.syspath_prepend(str(REPO / "docs"))  # docs/screenshots.py is a script, not a package
     import screenshots
 
-    from fmnist.cli import main
+    from fmnist.main import main
 
     for lr in ("0.001", "0.003"):
         main(["fit", "--model.lr", lr, "--trainer.max_epochs", "2", "--data.data_dir", str(data_dir),

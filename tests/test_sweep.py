@@ -20,7 +20,7 @@ import yaml
 from optuna.trial import TrialState
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
-from fmnist.space import check_against_fit, load
+from fmnist.sweep.space import check_against_fit, load
 from tests.helpers import events
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,6 +175,18 @@ def test_no_trial_starts_after_the_timeout(fmnist: Callable[..., int], fast: Pat
     assert "study t: 1 of 3 trials finished" in capsys.readouterr().out
 
 
+def test_the_same_sampler_seed_samples_the_same_values_again(
+    fmnist: Callable[..., int], fast: Path, tmp_path: Path
+) -> None:
+    space = write(tmp_path / "seeded.yaml", {**SPACE, "n_trials": 2, "pruner": "none", "sampler_seed": 7})
+    one_epoch = ["--config", str(fast), "--trainer.max_epochs", "1"]
+    for name, seed in (("first", []), ("again", []), ("other", ["--sampler_seed", "8"])):
+        assert fmnist("sweep", "--space", str(space), "--study", name, *seed, *one_epoch) == 0
+    first, again, other = ([t.params for t in study(name).trials] for name in ("first", "again", "other"))
+    assert first == again and len(first) == 2  # the space file's seed, twice
+    assert other != first  # the flag's seed wins over the file's
+
+
 SPACE_FILES = sorted(p for p in (ROOT / "configs").glob("*.yaml") if "space" in yaml.safe_load(p.read_text()))
 
 
@@ -279,6 +291,7 @@ BAD_SPACES = {
     "bad n_trials": ({"n_trials": 0, "space": SPACE["space"]}, "n_trials must be a positive integer"),
     "bad pruner": ({"pruner": "mean", "space": SPACE["space"]}, "pruner must be one of"),
     "bad prune_after": ({"prune_after": 0, "space": SPACE["space"]}, "prune_after must be a positive integer"),
+    "bad sampler_seed": ({"sampler_seed": -1, "space": SPACE["space"]}, "sampler_seed must be an integer from 0"),
     "grid on a float": (
         {"sampler": "grid", "space": SPACE["space"]},
         "the grid sampler needs a step for the float range of model.lr",

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from fmnist import CLASS_NAMES
-from fmnist.cli import main
+from fmnist.main import main
 from tests.helpers import QUIET, TensorBoardServer, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,23 +26,10 @@ import optuna
 import yaml
 from jsonargparse import ArgumentError
 
-from fmnist.cli import FashionCLI, _tensorboard_configs
+from fmnist.cli import FashionCLI, tensorboard_configs
 from fmnist.errors import InputError
+from fmnist.sweep.settings import NAMES
 
-#: Top-level keys of a space file besides ``space`` and ``fit``: the sweep flags of the same names,
-#: with their defaults (``None``: ``n_trials`` from the sampler, ``storage`` and ``study`` from the paths).
-SETTINGS = {
-    "metric": "Accuracy/val_best",
-    "direction": "maximize",
-    "n_trials": None,
-    "workers": 1,
-    "storage": None,
-    "study": None,
-    "pruner": "median",
-    "prune_after": 2,
-    "sampler": "tpe",
-    "timeout": None,
-}
 #: Fields each range type accepts (``type`` aside).
 FIELDS = {"float": {"low", "high", "step", "log"}, "int": {"low", "high", "step", "log"}, "categorical": {"choices"}}
 
@@ -103,11 +90,9 @@ def load(path: Path) -> tuple[dict[str, Any], list[Param]]:
         raise InputError(f"--space {path} is not valid YAML: {' '.join(str(err).split())}") from err
     if not isinstance(data, dict) or not isinstance(data.get("space"), dict) or not data["space"]:
         raise InputError(f"--space {path}: needs a 'space:' mapping of fit options to ranges, see configs/sweep.yaml")
-    unknown = sorted(set(data) - {"space", "fit", *SETTINGS})
+    unknown = sorted(set(data) - {"space", "fit", *NAMES})
     if unknown:
-        raise InputError(
-            f"--space {path}: unknown setting {unknown[0]!r}; settings are space, fit, {', '.join(SETTINGS)}"
-        )
+        raise InputError(f"--space {path}: unknown setting {unknown[0]!r}; settings are space, fit, {', '.join(NAMES)}")
     fixed = data.get("fit") or {}
     if not isinstance(fixed, dict):
         raise InputError(f"--space {path}: 'fit:' must map fit options to values, e.g. trainer.max_epochs: 2")
@@ -162,14 +147,14 @@ def check_against_fit(fit_options: list[str], params: list[Param]) -> str:
 
     Returns the logger's ``save_dir``, under which the study's folder goes.
     """
-    cli = _ParseOnly(["fit", *fit_options])
-    loggers = _tensorboard_configs(cli.config.fit.trainer.logger)
+    cli = FashionCLI(fit_options, run=False, instantiate=False)
+    loggers = tensorboard_configs(cli.config.trainer.logger)
     if not loggers:
         raise InputError("sweep: trials need a TensorBoard logger (--trainer.logger), as in configs/default.yaml")
     for param in params:
         for value in param.probes():
             try:
-                cli.parser.parse_args(["fit", *fit_options, f"--{param.key}", as_flag(value)])
+                cli.parser.parse_args([*fit_options, f"--{param.key}", as_flag(value)])
             except ArgumentError as err:
                 message = " ".join(str(err).split())
                 if "nrecognized argument" in message or "not a valid" in message and "key" in message:
@@ -199,13 +184,3 @@ def grid_size(params: list[Param]) -> int:
     for param in params:
         size *= len(param.grid() or [])
     return size
-
-
-class _ParseOnly(FashionCLI):
-    """The fit parser and its checks, without building or running anything."""
-
-    def instantiate_classes(self) -> None:
-        pass
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        pass

@@ -8,17 +8,20 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from fmnist.sweep.study import Sweep
+
 STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 STATES.update({TrialState.RUNNING: "running", TrialState.WAITING: "waiting"})
 
 
-def summary(study: optuna.Study, config: Any) -> None:
+def summary(study: optuna.Study, config: Sweep) -> None:
     """Print the trials sorted by the metric, the best trial, mean ± std; write ``best.yaml``."""
+    settings = config.settings
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
-    sign = -1 if config.direction == "maximize" else 1
+    sign = -1 if settings.direction == "maximize" else 1
     trials.sort(key=lambda t: (t.value is None, t.state != TrialState.COMPLETE, sign * (t.value or 0), t.number))
     keys = [p.key for p in config.params]
-    header = ["trial", *keys, config.metric, "state", "minutes"]
+    header = ["trial", *keys, settings.metric, "state", "minutes"]
     rows = [
         [str(t.number), *(_cell(t.params.get(k)) for k in keys), _cell(t.value), STATES[t.state], _minutes(t)]
         for t in trials
@@ -27,22 +30,22 @@ def summary(study: optuna.Study, config: Any) -> None:
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    print(f"\nstudy {config.study}: {finished} of {config.n_trials} trials finished; storage {config.storage}")
+    print(f"\nstudy {settings.study}: {finished} of {settings.n_trials} trials finished; storage {settings.storage}")
     values = [t.value for t in trials if t.state == TrialState.COMPLETE]
     if not values:
         print("no complete trial yet: no best trial")
         return
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    print(f"{config.metric} over {len(values)} complete trials: {statistics.mean(values):.4f} ± {spread:.4f}")
+    print(f"{settings.metric} over {len(values)} complete trials: {statistics.mean(values):.4f} ± {spread:.4f}")
     best = study.best_trial
     chosen = ", ".join(f"{k}={_cell(v)}" for k, v in best.params.items())
-    print(f"best: trial {best.number}, {config.metric} {best.value:.4f} ({chosen})")
+    print(f"best: trial {best.number}, {settings.metric} {best.value:.4f} ({chosen})")
     path = write_best(best, config)
     if path is not None:
         print(f"best configuration: {path}  (python -m fmnist fit --config {path})")
 
 
-def write_best(best: FrozenTrial, config: Any) -> Path | None:
+def write_best(best: FrozenTrial, config: Sweep) -> Path | None:
     """The best trial's config.yaml, logging into runs/<study>/best/ instead of over the trial's folder."""
     run_dir = Path(best.user_attrs.get("run_dir", ""))
     source = run_dir / "config.yaml"
@@ -60,7 +63,7 @@ def write_best(best: FrozenTrial, config: Any) -> Path | None:
             fit["trainer"][flag] = True
     values = ", ".join(f"{k}={_cell(v)}" for k, v in best.params.items())
     header = (
-        f"# Best trial of study {config.study}: trial {best.number}, {config.metric} {best.value:.4f}\n"
+        f"# Best trial of study {config.settings.study}: trial {best.number}, {config.settings.metric} {best.value:.4f}\n"
         f"# sampled values: {values}\n# reproduce it with: python -m fmnist fit --config {config.root / 'best.yaml'}\n"
     )
     path = config.root / "best.yaml"

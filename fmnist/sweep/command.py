@@ -3,8 +3,8 @@
 The search engine, its storage (SQLite, PostgreSQL, MySQL), the pruners, the heartbeat that
 notices killed trials and the callback that retries them are Optuna's; this module reads the
 flags, checks the space against the fit parser before any trial runs, starts the workers and
-prints the result. The study (storage, sampler, pruner) is fmnist/study.py; a trial is an ordinary
-fit (fmnist/trial.py).
+prints the result. The settings are declared in :mod:`~fmnist.sweep.settings`, the study opened
+in :mod:`~fmnist.sweep.study`; a trial is an ordinary fit (:mod:`~fmnist.sweep.trial`).
 """
 
 import argparse
@@ -20,12 +20,13 @@ import optuna
 import torch
 
 from callbacks import TrainingDivergedError
-from fmnist import report
-from fmnist.cli import _quiet_lightning
 from fmnist.errors import InputError
-from fmnist.space import SETTINGS, check_against_fit, grid_size, load
-from fmnist.study import PRUNERS, SAMPLERS, Sweep
-from fmnist.trial import STARTED, Surplus, run_trial
+from fmnist.quiet import quiet_lightning
+from fmnist.sweep import report
+from fmnist.sweep.settings import DEFAULT_TRIALS, Settings, add_flags
+from fmnist.sweep.space import check_against_fit, grid_size, load
+from fmnist.sweep.study import Sweep
+from fmnist.sweep.trial import STARTED, Surplus, run_trial
 
 HELP = """Search fit options with Optuna: each trial is an ordinary `fit` run in runs/<study>/trial_<n>/.
 
@@ -44,26 +45,10 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m fmnist sweep", description=HELP, allow_abbrev=False)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    add = parser.add_argument
-    add("--space", type=Path, required=True, help="YAML file: metric, direction, space of fit options, settings")
-    add("--n_trials", type=int, help="finished trials (complete + pruned) the study ends with (default 20)")
-    add("--workers", type=int, help="trials run at once on this machine, as processes sharing the cores (default 1)")
-    add(
-        "--storage",
-        help="Optuna storage URL (default: sqlite:///<save_dir>/<study>/study.db); postgresql://... "
-        "or mysql://... to share one study between machines",
+    parser.add_argument(
+        "--space", type=Path, required=True, help="YAML file: metric, direction, space of fit options, settings"
     )
-    add("--study", help="study name and folder under the logger's save_dir (default: the space file's name)")
-    add("--pruner", choices=sorted(PRUNERS), help="stop hopeless trials after a validation epoch (default median)")
-    add("--prune_after", type=int, help="complete trials before the median pruner stops any (default 2)")
-    add(
-        "--sampler",
-        choices=sorted(SAMPLERS),
-        help="how values are chosen (default tpe); grid tries each combination of categorical/int/stepped values once",
-    )
-    add("--timeout", type=float, help="seconds after which no new trial starts (default: none)")
-    add("--metric", help="logged scalar to optimize (default Accuracy/val_best)")
-    add("--direction", choices=("maximize", "minimize"), help="(default maximize)")
+    add_flags(parser)
     return parser
 
 
@@ -71,22 +56,18 @@ def sweep(args: list[str]) -> None:
     """``python -m fmnist sweep ...``: check everything, run the trials, print the result."""
     _quiet()
     flags, fit_options = _parser().parse_known_args(args)
-    settings, params = load(flags.space)
-    fit_options = [*settings.pop("fit"), *fit_options]  # the space file's fit: section, then the command's
-    settings = {**SETTINGS, **settings, **{k: v for k, v in vars(flags).items() if v is not None and k != "space"}}
+    file_settings, params = load(flags.space)
+    fit_options = [*file_settings.pop("fit"), *fit_options]  # the space file's fit: section, then the command's
+    given = {k: v for k, v in vars(flags).items() if v is not None and k != "space"}
+    settings = Settings(**{**file_settings, **given})
     save_dir = check_against_fit(fit_options, params)
-    study = str(settings["study"] or flags.space.stem)
-    root = Path(save_dir) / study
-    config = Sweep(
-        params,
-        fit_options,
-        root,
-        study,
-        settings["storage"] or f"sqlite:///{root / 'study.db'}",
-        **{k: v for k, v in settings.items() if k not in ("storage", "study")},
-    )
-    if config.n_trials is None:  # a grid is searched once through; other samplers try 20 values
-        config.n_trials = grid_size(params) if config.sampler == "grid" and grid_size(params) else 20
+    settings.study = str(settings.study or flags.space.stem)
+    root = Path(save_dir) / settings.study
+    settings.storage = settings.storage or f"sqlite:///{root / 'study.db'}"
+    if settings.n_trials is None:  # a grid is searched once through; other samplers try DEFAULT_TRIALS values
+        grid = settings.sampler == "grid" and grid_size(params)
+        settings.n_trials = grid or DEFAULT_TRIALS
+    config = Sweep(settings, params, fit_options, root)
     config.check()
     created = next((path for path in [*reversed(root.parents), root] if not path.exists()), None)
     root.mkdir(parents=True, exist_ok=True)
@@ -96,23 +77,24 @@ def sweep(args: list[str]) -> None:
         if created is not None:  # no half-made study folder for a storage that could not be opened
             shutil.rmtree(created, ignore_errors=True)
         raise
-    if config.workers == 1:
+    processes = []
+    if settings.workers == 1:
         work(config)
     else:
-        threads = max(1, _cores() // config.workers)
+        threads = max(1, _cores() // settings.workers)
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no copied torch threads or locks
-        processes = [context.Process(target=_worker, args=(config, threads)) for _ in range(config.workers)]
+        processes = [context.Process(target=_worker, args=(config, threads)) for _ in range(settings.workers)]
         for process in processes:
             process.start()
         for process in processes:
             process.join()
     study = config.open()
     report.summary(study, config)
-    codes = [process.exitcode for process in processes] if config.workers > 1 else []
+    codes = [process.exitcode for process in processes]
     if 2 in codes:
         raise SystemExit(2)  # the worker printed its fmnist: error line
     finished = len(study.get_trials(deepcopy=False, states=STARTED[1:]))
-    if any(codes) and finished < config.n_trials:
+    if any(codes) and finished < settings.n_trials:
         raise InputError(
             f"sweep: a worker ended with exit status {[c for c in codes if c][0]}; run the command again to go on"
         )
@@ -127,25 +109,20 @@ def _quiet() -> None:
 def work(config: Sweep) -> None:
     """One worker: start trials until the study has n_trials finished ones (or time is up)."""
     study = config.open()
-    deadline = time.monotonic() + config.timeout if config.timeout else None
+    timeout, n_trials = config.settings.timeout, config.settings.n_trials
+    deadline = time.monotonic() + timeout if timeout else None
     while True:
         optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed, queued again
         trials = study.get_trials(deepcopy=False, states=STARTED)
         finished = sum(t.state.is_finished() for t in trials)
-        if finished >= config.n_trials:
+        if finished >= n_trials:
             return
-        if len(trials) >= config.n_trials:
+        if len(trials) >= n_trials:
             if deadline is not None and time.monotonic() >= deadline:
                 return
             time.sleep(1)  # the last trials run elsewhere; wait in case one of them dies
             continue
-        study.optimize(
-            lambda trial: run_trial(
-                trial, config.params, config.fit_options, config.metric, config.root, config.n_trials
-            ),
-            n_trials=1,
-            catch=(TrainingDivergedError, Surplus),
-        )
+        study.optimize(lambda trial: run_trial(trial, config), n_trials=1, catch=(TrainingDivergedError, Surplus))
         if deadline is not None and time.monotonic() >= deadline:
             return  # checked after a trial, so that every start of a timed sweep makes progress
 
@@ -153,7 +130,7 @@ def work(config: Sweep) -> None:
 def _worker(config: Sweep, threads: int) -> None:
     """A ``--workers`` process: its share of the cores, and errors printed like ``main`` prints them."""
     torch.set_num_threads(threads)
-    _quiet_lightning()
+    quiet_lightning()
     _quiet()
     try:
         work(config)

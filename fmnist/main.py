@@ -1,0 +1,42 @@
+"""The entry point of ``python -m fmnist`` and of the ``fmnist`` console script.
+
+``fit|validate|test|predict`` go to the fit CLI (:mod:`fmnist.cli`), ``sweep`` to the sweep
+(:mod:`fmnist.sweep`). Mistakes a user can fix end with one ``fmnist: error:`` line and exit
+status 2; a diverged run with status 1. Nothing in fmnist imports this module.
+"""
+
+import os
+import sys
+
+from jsonargparse import ArgumentError
+
+from callbacks import TrainingDivergedError
+from fmnist.cli import FashionCLI
+from fmnist.errors import InputError
+from fmnist.quiet import quiet_lightning
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run one command; tests call ``main([...])`` in-process.
+
+    Set ``FMNIST_DEBUG=1`` for the traceback behind an ``fmnist: error:`` line.
+    """
+    quiet_lightning()
+    command = sys.argv[1:2] if args is None else args[:1]
+    try:
+        if command == ["sweep"]:
+            from fmnist.sweep.command import sweep  # Optuna is imported only by the command that uses it
+
+            sweep(sys.argv[2:] if args is None else args[1:])
+        else:
+            FashionCLI(args)  # None: LightningCLI reads sys.argv itself
+    except (InputError, ArgumentError, TrainingDivergedError) as err:
+        if os.environ.get("FMNIST_DEBUG"):
+            raise
+        message = " ".join(str(err).split()) if isinstance(err, ArgumentError) else str(err)
+        if isinstance(err, TrainingDivergedError):
+            message += " (fmnist's flag: --model.lr)"  # the library's advice names no flag
+        print(f"fmnist: error: {message}", file=sys.stderr)
+        if isinstance(err, ArgumentError):
+            print("fmnist: see the options with: python -m fmnist <fit|validate|test|predict> --help", file=sys.stderr)
+        raise SystemExit(1 if isinstance(err, TrainingDivergedError) else 2) from None

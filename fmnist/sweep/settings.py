@@ -1,0 +1,118 @@
+"""The settings of ``python -m fmnist sweep``, each declared once: name, default, allowed values and help.
+
+Every field of :class:`Settings` is both a flag (``--n_trials 40``) and a top-level key of the
+space file (``n_trials: 40``); the flag wins. The flags, the keys a space file may use, and the
+checks of the values are all built from these fields, so a new setting is one field here (and
+where it is used).
+"""
+
+import argparse
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+import optuna
+
+from fmnist.errors import InputError
+
+#: Trials a study ends with when ``n_trials`` is not given and the sampler is not the grid.
+DEFAULT_TRIALS = 20
+#: Each pruner, given ``prune_after``: the complete trials the median rule waits for (the choice of 2
+#: is measured in docs/benchmarks.md, "Sweeps").
+PRUNERS = {
+    "median": lambda after: optuna.pruners.MedianPruner(n_startup_trials=after, n_warmup_steps=0),
+    "hyperband": lambda after: optuna.pruners.HyperbandPruner(min_resource=1),
+    "none": lambda after: optuna.pruners.NopPruner(),
+}
+#: Each sampler, given the searched parameters (the grid sampler needs their values) and a seed.
+SAMPLERS = {
+    "tpe": lambda params, seed: optuna.samplers.TPESampler(seed=seed),
+    "random": lambda params, seed: optuna.samplers.RandomSampler(seed=seed),
+    "grid": lambda params, seed: optuna.samplers.GridSampler({p.key: p.grid() for p in params}, seed=seed),
+}
+DIRECTIONS = ("maximize", "minimize")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What values a setting takes: the flag's parser, a check, and how the check's error names it."""
+
+    parse: Callable[[str], Any]
+    valid: Callable[[Any], bool]
+    described: str
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+TEXT = Kind(str, lambda v: isinstance(v, str) and bool(v), "a non-empty string")
+POSITIVE_INT = Kind(int, lambda v: _is_int(v) and v >= 1, "a positive integer")
+SEED = Kind(int, lambda v: _is_int(v) and 0 <= v < 2**32, "an integer from 0 to 2**32 - 1")
+SECONDS = Kind(
+    float, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a positive number of seconds"
+)
+
+
+def setting(default: Any, help: str, kind: Kind = TEXT, choices: tuple[str, ...] = ()) -> Any:
+    """A field of :class:`Settings`; ``None`` as default means "derived" (the help says from what)."""
+    return field(default=default, metadata={"help": help, "kind": kind, "choices": choices})
+
+
+@dataclass
+class Settings:
+    """The sweep's settings, with their defaults."""
+
+    metric: str = setting("Accuracy/val_best", "logged scalar to optimize")
+    direction: str = setting("maximize", "whether a larger or a smaller metric is better", choices=DIRECTIONS)
+    n_trials: int | None = setting(
+        None,
+        f"finished trials (complete + pruned) the study ends with (default: {DEFAULT_TRIALS}; grid: its size)",
+        POSITIVE_INT,
+    )
+    workers: int = setting(1, "trials run at once on this machine, as processes sharing the cores", POSITIVE_INT)
+    storage: str | None = setting(
+        None,
+        "Optuna storage URL (default: sqlite:///<save_dir>/<study>/study.db); postgresql://... "
+        "or mysql://... to share one study between machines",
+    )
+    study: str | None = setting(
+        None, "study name and folder under the logger's save_dir (default: the space file's name)"
+    )
+    pruner: str = setting("median", "stop hopeless trials after a validation epoch", choices=tuple(PRUNERS))
+    prune_after: int = setting(2, "complete trials before the median pruner stops any", POSITIVE_INT)
+    sampler: str = setting(
+        "tpe",
+        "how values are chosen; grid tries each combination of categorical/int/stepped values once",
+        choices=tuple(SAMPLERS),
+    )
+    sampler_seed: int | None = setting(
+        None, "seed of the sampler: a one-worker sweep with the same seed samples the same values again", SEED
+    )
+    timeout: float | None = setting(None, "seconds after which no new trial starts (default: none)", SECONDS)
+
+    def check(self) -> None:
+        """Each value against its declaration, however it was given (flag or space file)."""
+        for spec in fields(self):
+            value, kind, choices = getattr(self, spec.name), spec.metadata["kind"], spec.metadata["choices"]
+            if value is None and spec.default is None:
+                continue
+            if choices and value not in choices:
+                raise InputError(f"sweep: {spec.name} must be one of {', '.join(choices)}, got {value!r}")
+            if not choices and not kind.valid(value):
+                raise InputError(f"sweep: {spec.name} must be {kind.described}, got {value!r}")
+
+
+NAMES = tuple(spec.name for spec in fields(Settings))
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--<name>`` flag per setting; unset flags are ``None``, so the space file's values stand."""
+    for spec in fields(Settings):
+        help, kind, choices = spec.metadata["help"], spec.metadata["kind"], spec.metadata["choices"]
+        if spec.default is not None and spec.default is not MISSING:
+            help = f"{help} (default {spec.default})"
+        if choices:
+            parser.add_argument(f"--{spec.name}", choices=choices, help=help)
+        else:
+            parser.add_argument(f"--{spec.name}", type=kind.parse, help=help)

@@ -1,0 +1,84 @@
+"""One trial of ``python -m fmnist sweep``: an ordinary fit in ``runs/<study>/trial_<number>/``.
+
+The fit is built by the same :class:`~fmnist.cli.FashionCLI` as ``python -m fmnist fit``, from the
+sweep's fit options plus the sampled values, so every fit option works and the trial's
+``config.yaml`` is a complete fit configuration. Two things differ: optuna-integration's pruning
+callback reports the metric after each validation epoch (unless the pruner is ``none``), and the
+HParams row is written when the trial ends, because only then is its state (complete, pruned,
+failed) known.
+"""
+
+from typing import Any
+
+import optuna
+from optuna_integration import PyTorchLightningPruningCallback
+
+from callbacks import HyperparameterTable
+from callbacks.hparams import run_hparams
+from fmnist.cli import FashionCLI
+from fmnist.errors import InputError
+from fmnist.sweep.space import as_flag
+from fmnist.sweep.study import Sweep, write_row
+
+#: Fit flags every trial starts from (a sweep's own flags come after and win): no progress bars
+#: and model summaries from trials that may run side by side, and no test after fit: a search
+#: chooses on the validation split (``--test_after_fit true`` for a multi-seed study's test accuracy).
+TRIAL_DEFAULTS = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+TRIAL_DEFAULTS += ["--test_after_fit", "false"]
+#: Trials that count towards n_trials once started: a RUNNING one may still fail and be retried.
+STARTED = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+class Surplus(Exception):
+    """Raised by a trial that another worker's trials made unnecessary (n_trials already started)."""
+
+
+def fit_args(fit_options: list[str], values: dict[str, Any]) -> list[str]:
+    """The fit arguments of one trial (``python -m fmnist fit`` without the ``fit``)."""
+    overrides = [arg for key, value in values.items() for arg in (f"--{key}", as_flag(value))]
+    return [*TRIAL_DEFAULTS, *fit_options, *overrides]
+
+
+def run_trial(trial: optuna.Trial, sweep: Sweep) -> float:
+    """The objective: fit with the sampled values, return the metric, leave the HParams row."""
+    metric = sweep.settings.metric
+    started = trial.study.get_trials(deepcopy=False, states=STARTED)
+    if sum(t.number < trial.number for t in started) >= sweep.settings.n_trials:  # workers asked at the same moment
+        trial.set_user_attr("surplus", True)
+        raise Surplus(f"trial {trial.number} not needed: {sweep.settings.n_trials} trials had already started")
+    values = {param.key: param.suggest(trial) for param in sweep.params}
+    run_dir = sweep.root / f"trial_{trial.number}"
+    trial.set_user_attr("run_dir", str(run_dir))
+    pruning = (
+        []
+        if isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+        else [PyTorchLightningPruningCallback(trial, metric)]
+    )
+    cli = FashionCLI(
+        fit_args(sweep.fit_options, values), run=False, run_dir=run_dir, trainer_defaults={"callbacks": pruning}
+    )
+    # the HParams row is written here when the trial ends, with its state, not by the table when it starts;
+    # assigning trainer.callbacks is how Lightning's own Tuner adds and removes its callbacks
+    tables = [c for c in cli.trainer.callbacks if isinstance(c, HyperparameterTable)]
+    cli.trainer.callbacks = [c for c in cli.trainer.callbacks if c not in tables]
+    state = "failed"
+    try:
+        with cli.discarding_failed_runs():
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        metrics = dict(cli.trainer.callback_metrics)  # the test after fit resets the trainer's metrics
+        metrics.update(cli.test_after_fit() or {})
+        value = metrics.get(metric)
+        if value is None:
+            raise InputError(
+                f"metric {metric!r} was not logged by the trial; logged scalars: {', '.join(sorted(metrics))}"
+            )
+        state = "complete"
+        return float(value)
+    except optuna.TrialPruned:
+        state = "pruned"
+        raise
+    finally:
+        params = run_hparams(cli.model, cli.datamodule)
+        # sampled options outside the model and data (seed_everything, trainer.*) get a column of their own
+        params.update({k: v for k, v in values.items() if not k.startswith(("model.", "data."))})
+        write_row(run_dir, params, trial.number, state, [metric, *(m for t in tables for m in t.metrics)])
