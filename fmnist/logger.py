@@ -4,35 +4,54 @@ It is the default ``--trainer.logger`` of ``python -m fmnist``; runs land in
 ``runs/<name>/version_<n>/``, which ``tensorboard --logdir runs`` shows side by side.
 """
 
+import os
 import shutil
+import weakref
 from pathlib import Path
+from typing import Any
 
+from fsspec.utils import get_protocol
 from jsonargparse.typing import PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
 
 from fmnist.errors import InputError
 
 
 class RunLogger(TensorBoardLogger):
-    """Lightning's TensorBoardLogger with a race-free run folder and a configurable flush interval.
+    """Lightning's TensorBoardLogger with a race-free run folder and fmnist's defaults.
 
     Lightning picks ``version_<max + 1>`` by listing the folder, so two runs started at the same
     moment pick the same folder and write over each other. This logger claims the folder with an
     atomic ``mkdir`` on global rank zero instead and takes the next number when it is taken.
+
+    It takes ``TensorBoardLogger``'s arguments in the same order and with the same meaning,
+    ``SummaryWriter`` keywords (``comment``, ``filename_suffix``, ...) included. What differs:
+
+    - ``default_hp_metric`` is ``False``: the HParams table is written by callbacks, with real
+      metrics instead of a ``hp_metric`` placeholder. ``save_dir`` may be left out (``runs``).
+    - ``flush_secs`` defaults to 30 (``SummaryWriter``: 120); the three ``SummaryWriter``
+      settings below are named keyword-only parameters so that the CLI shows and checks them.
+    - Reading ``version`` when it is numbered automatically creates ``version_<n>`` empty, on
+      a local file system: the number is handed out then (``ModelCheckpoint`` and
+      ``Trainer.log_dir`` read it in ``setup``, before anything is written), so it must be
+      claimed then. ``finalize``, or the end of the logger or of the process, removes the claim
+      again, and the parent folders made for it, when nothing was written into it.
 
     Args:
         save_dir: root of all runs (``tensorboard --logdir`` points here).
         name: run name, the folder under ``save_dir``. ``python -m fmnist`` fills placeholders
             such as ``{model.lr}`` and ``{data.batch_size}`` from the configuration.
         version: run folder under ``name``; ``None`` claims the next free ``version_<n>``.
+        log_graph, default_hp_metric, prefix, sub_dir: as in ``TensorBoardLogger``; the
+            graph and hyperparameters are written by callbacks, hence the defaults.
         flush_secs: write pending events to disk at least this often, so that a killed run
             loses at most this many seconds; scalars are also flushed whenever they are logged.
         max_queue: pending events that force a flush before ``flush_secs`` is up.
         purge_step: when continuing a run, hide the events the killed run wrote from this
             step on, so TensorBoard shows one run with no duplicated steps.
-        log_graph, default_hp_metric, prefix, sub_dir: as in ``TensorBoardLogger``; the
-            graph and hyperparameters are written by callbacks, hence the defaults.
+        **kwargs: further ``SummaryWriter`` arguments, e.g. ``filename_suffix``.
 
     Example::
 
@@ -41,16 +60,18 @@ class RunLogger(TensorBoardLogger):
 
     def __init__(
         self,
-        save_dir: str = "runs",
+        save_dir: str | os.PathLike = "runs",
         name: str | None = "lightning_logs",
         version: int | str | None = None,
-        flush_secs: PositiveInt = 30,
-        max_queue: PositiveInt = 10,
-        purge_step: int | None = None,
         log_graph: bool = False,
         default_hp_metric: bool = False,
         prefix: str = "",
         sub_dir: str | None = None,
+        *,
+        flush_secs: PositiveInt = 30,
+        max_queue: PositiveInt = 10,
+        purge_step: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             save_dir,
@@ -63,16 +84,23 @@ class RunLogger(TensorBoardLogger):
             flush_secs=flush_secs,
             max_queue=max_queue,
             purge_step=purge_step,
+            **kwargs,
         )
         #: The run folder this logger created, and the topmost folder it had to create for it.
         self._created: tuple[Path, Path] | None = None
+        #: Removes that folder, if still empty, when this logger is collected or the process ends.
+        self._release: weakref.finalize | None = None
 
+    @override
     def _get_next_version(self) -> int:
         version = super()._get_next_version()
-        if rank_zero_only.rank != 0:
-            return version  # other ranks receive rank zero's folder through Trainer.log_dir
+        if rank_zero_only.rank != 0 or get_protocol(self.root_dir) != "file":
+            # other ranks receive rank zero's folder through Trainer.log_dir; remote file systems
+            # have no atomic mkdir that fsspec promises, so they keep Lightning's listing
+            return version
         while True:
-            path = Path(self.root_dir, f"version_{version}")
+            # the folder log_dir names, with ``~`` and ``$VARS`` expanded as log_dir does
+            path = Path(os.path.expanduser(os.path.expandvars(os.path.join(self.root_dir, f"version_{version}"))))
             topmost = next((p for p in reversed(path.parents) if not p.exists()), path)
             try:
                 path.mkdir(parents=True)
@@ -82,7 +110,14 @@ class RunLogger(TensorBoardLogger):
             except OSError as err:
                 raise InputError(f"cannot create the log folder {path}: {err.strerror or err}") from err
             self._created = (path, topmost)
+            self._release = weakref.finalize(self, _remove, path, topmost, only_if_empty=True)
             return version
+
+    @override
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        if self._created is not None and _remove(*self._created, only_if_empty=True):
+            self._forget()
 
     def discard(self) -> None:
         """Delete the run folder this logger created, for a run that failed before it began.
@@ -92,14 +127,39 @@ class RunLogger(TensorBoardLogger):
         """
         if self._created is None:
             return
-        path, topmost = self._created
+        created = self._created
+        self._forget()
         self.finalize("failed")
+        _remove(*created, only_if_empty=False)
+
+    def _forget(self) -> None:
+        # once removed, the number is free for another run: never remove that run's folder
+        if self._release is not None:
+            self._release.detach()
+        self._created = self._release = None
+
+    @override
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy (a DDP spawn, a deepcopy) does not own the claim; the original removes it
+        return {**super().__getstate__(), "_created": None, "_release": None}
+
+
+def _remove(path: Path, topmost: Path, *, only_if_empty: bool) -> bool:
+    """Delete ``path`` and its parents up to ``topmost`` while they are empty; ``True`` if it went."""
+    if not only_if_empty:
         shutil.rmtree(path, ignore_errors=True)
-        for parent in path.parents:
-            if parent == topmost.parent:
-                break
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-        self._created = None
+    else:
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False  # something was written into it: it is a run
+    for parent in path.parents:
+        if parent == topmost.parent:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+    return True
