@@ -5,6 +5,7 @@ On by default in ``python -m fmnist fit``, so that runs with different settings 
 
 import importlib
 import inspect
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,7 +48,7 @@ class HyperparameterTable(Callback):
         writer = find_tensorboard(trainer, self)
         if writer is None:
             return
-        write_session(writer, run_hparams(pl_module, trainer.datamodule), self.metrics)
+        write_session(writer, run_hparams(trainer, pl_module), self.metrics)
 
 
 def write_session(
@@ -76,12 +77,47 @@ def write_session(
         file_writer.add_summary(summary)
 
 
-def run_hparams(pl_module: "pl.LightningModule", datamodule: "pl.LightningDataModule | None") -> dict[str, Any]:
-    """The HParams columns of a run: the module's and the datamodule's ``save_hyperparameters``."""
+def run_hparams(trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> dict[str, Any]:
+    """The HParams columns of a run: what the user chose.
+
+    The module's and the datamodule's ``save_hyperparameters`` (classes with the arguments that
+    differ from their defaults, no bookkeeping such as ``_instantiator``), the seed given to
+    ``seed_everything`` and the trainer's precision.
+    """
     params = dict(_flatten(pl_module.hparams_initial))
-    if datamodule is not None:
-        params.update(_flatten(datamodule.hparams_initial))
+    if trainer.datamodule is not None:
+        params.update(_flatten(trainer.datamodule.hparams_initial))
+    seed = os.environ.get("PL_GLOBAL_SEED")  # where Lightning's seed_everything leaves the seed
+    if seed is not None:
+        params["seed"] = int(seed)
+    params["precision"] = str(trainer.precision)
     return params
+
+
+def chosen_hparams(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested hyperparameters as a user chose them, for ``hparams.yaml``.
+
+    Keys with a leading underscore (Lightning's bookkeeping) go; a class given as configuration
+    keeps its ``class_path`` and only the ``init_args`` that differ from the class's defaults.
+
+    >>> chosen_hparams({"lr": 0.1, "_instantiator": "x", "optimizer": {"class_path": "torch.optim.SGD",
+    ...     "init_args": {"lr": 0.1, "momentum": 0.9, "dampening": 0, "nesterov": False}}})
+    {'lr': 0.1, 'optimizer': {'class_path': 'torch.optim.SGD', 'init_args': {'lr': 0.1, 'momentum': 0.9}}}
+    """
+    chosen: dict[str, Any] = {}
+    for key, value in values.items():
+        if str(key).startswith("_"):
+            continue
+        if isinstance(value, Mapping) and "class_path" in value:
+            arguments = _non_defaults(value["class_path"], value.get("init_args") or {})
+            value = {
+                "class_path": value["class_path"],
+                **({"init_args": chosen_hparams(arguments)} if arguments else {}),
+            }
+        elif isinstance(value, Mapping):
+            value = chosen_hparams(value)
+        chosen[key] = value
+    return chosen
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> Any:

@@ -22,7 +22,8 @@ from fmnist.data import FashionMNISTDataModule
 from fmnist.errors import InputError
 from fmnist.logger import RunLogger
 from fmnist.module import FashionMNISTClassifier
-from fmnist.summary import fit_summary
+from fmnist.progress import LineProgressBar
+from fmnist.summary import fit_summary, shown
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -140,6 +141,18 @@ class FashionCLI(LightningCLI):
             # events the interrupted run wrote after its last checkpoint are hidden, not duplicated
             loggers[0].init_args.purge_step = step
 
+    def before_instantiate_classes(self) -> None:
+        trainer = (self.config.get(self.subcommand) if self.subcommand else self.config).trainer
+        callbacks = trainer.callbacks if isinstance(trainer.callbacks, list) else [trainer.callbacks]
+        configured = any("ProgressBar" in str(c.get("class_path", "")) for c in callbacks if isinstance(c, Namespace))
+        if trainer.enable_progress_bar is not False and not configured and not sys.stderr.isatty():
+            # not a terminal (CI, nohup, a file): lines instead of a bar's carriage returns
+            given = self.trainer_defaults.get("callbacks", [])
+            self.trainer_defaults = {
+                **self.trainer_defaults,
+                "callbacks": [*(given if isinstance(given, list) else [given]), LineProgressBar()],
+            }
+
     def instantiate_classes(self) -> None:
         if not self.instantiate:
             return
@@ -169,6 +182,35 @@ class FashionCLI(LightningCLI):
                     logger.discard()
             raise err if isinstance(err, InputError) else InputError(str(err)) from err
 
+    def before_fit(self) -> None:
+        self._announce("fit")
+
+    def before_validate(self) -> None:
+        self._announce("validate")
+
+    def before_test(self) -> None:
+        self._announce("test")
+
+    def before_predict(self) -> None:
+        self._announce("predict")
+
+    def _announce(self, subcommand: str) -> None:
+        """fmnist's first line: what runs, on what, and where its run folder is."""
+        if not self.trainer.is_global_zero:
+            return
+        trainer, config = self.trainer, self.config[subcommand]
+        device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+        epochs = trainer.max_epochs
+        what = f"{epochs} epoch{'s' * (epochs != 1)}" if subcommand == "fit" and epochs and epochs > 0 else "the model"
+        source = f" from {shown(config.ckpt_path)}" if config.get("ckpt_path") else ""
+        folder = f"; run folder {shown(trainer.log_dir)}" if trainer.log_dir else ""
+        seed = config.get("seed_everything")
+        print(
+            f"fmnist {subcommand}: {what}{source}, seed {seed}, on {trainer.num_devices} {device}"
+            f" ({trainer.precision}){folder}",
+            flush=True,
+        )
+
     def after_fit(self) -> None:
         """Test the final model on the test split (``--test_after_fit``) and print the summary."""
         if self.trainer.interrupted:
@@ -177,6 +219,13 @@ class FashionCLI(LightningCLI):
         summary = fit_summary(self.trainer, metrics)  # on every rank: trainer.log_dir is a collective under DDP
         if self.trainer.is_global_zero:
             print(summary, flush=True)
+        self.close_loggers()
+
+    def close_loggers(self) -> None:
+        """Close the run's event file after its last stage (the fit and its test share one file)."""
+        for logger in self.trainer.loggers:
+            if isinstance(logger, RunLogger):
+                logger.close()
 
     def test_after_fit(self) -> Mapping[str, float] | None:
         """The test of the fitted model on the official test split, when ``--test_after_fit`` asks for it.

@@ -93,7 +93,9 @@ class FashionMNISTDataModule(LightningDataModule):
         augment_flip: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # not a hyperparameter: the pictures predict reads, set per command (the HParams table compares fits)
+        self.save_hyperparameters(ignore="predict_path")
+        self.predict_path = predict_path
         self.data_dir = Path(data_dir).expanduser()
         self.augment = (  # shifted-in pixels are black: VALUE_RANGE[0] after normalisation
             RandomShiftFlip(augment_shift, augment_flip, fill=VALUE_RANGE[0]) if augment_shift or augment_flip else None
@@ -105,7 +107,7 @@ class FashionMNISTDataModule(LightningDataModule):
 
     def prepare_data(self) -> None:
         """Make the files available: find them, or download them when allowed."""
-        if self.hparams.predict_path and self.trainer is not None and self.trainer.state.fn == "predict":
+        if self.predict_path and self.trainer is not None and self.trainer.state.fn == "predict":
             return  # predicting on the user's own pictures needs no dataset
         self._check_data_dir()
         if idx.locate(self.data_dir) is not None:
@@ -120,8 +122,8 @@ class FashionMNISTDataModule(LightningDataModule):
 
     def setup(self, stage: str) -> None:
         """Decode and split what ``stage`` needs; calling it again reuses what is decoded."""
-        if stage == "predict" and self.hparams.predict_path:
-            self._setup_pictures(self.hparams.predict_path)
+        if stage == "predict" and self.predict_path:
+            self._setup_pictures(self.predict_path)
             return
         self._check_data_dir()
         files = idx.locate(self.data_dir)

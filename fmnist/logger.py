@@ -7,6 +7,7 @@ It is the default ``--trainer.logger`` of ``python -m fmnist``; runs land in
 import os
 import shutil
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
+from callbacks.hparams import chosen_hparams
 from fmnist.errors import InputError
 
 
@@ -114,10 +116,34 @@ class RunLogger(TensorBoardLogger):
             return version
 
     @override
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None, step: int | None = None) -> None:
+        """As Lightning's, with ``hparams.yaml`` holding what the user chose: no ``_instantiator``, and a
+        class's arguments only where they differ from its defaults (see ``callbacks.hparams.chosen_hparams``)."""
+        if isinstance(params, Mapping):
+            params = chosen_hparams(params)
+        super().log_hyperparams(params, metrics, step)
+
+    @override
+    @rank_zero_only
     def finalize(self, status: str) -> None:
-        super().finalize(status)
+        # Lightning closes the writer at the end of every stage, so the test after fit would open a
+        # second event file in the run folder. After a stage that succeeded the writer is flushed,
+        # not closed: the next stage appends to the same file, and close() ends it. (Lightning keeps
+        # the writer in _experiment; reading .experiment would create one just to close it.)
+        if status == "success" and self._experiment is not None:
+            self._experiment.flush()
+            self.save()
+        else:
+            super().finalize(status)
         if self._created is not None and _remove(*self._created, only_if_empty=True):
             self._forget()
+
+    @rank_zero_only
+    def close(self) -> None:
+        """Close the run's event file, once its last stage is done; a later write opens a new file."""
+        if self._experiment is not None:
+            self._experiment.close()
 
     def discard(self) -> None:
         """Delete the run folder this logger created, for a run that failed before it began.

@@ -36,6 +36,8 @@ def main(args: list[str] | None = None) -> None:
         message = " ".join(str(err).split()) if isinstance(err, ArgumentError) else str(err)
         if isinstance(err, TrainingDivergedError):
             message += " (fmnist's flag: --model.lr)"  # the library's advice names no flag
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # not on the line of a progress bar
         print(f"fmnist: error: {message}", file=sys.stderr)
         if isinstance(err, ArgumentError):
             print("fmnist: see the options with: python -m fmnist <fit|validate|test|predict> --help", file=sys.stderr)

@@ -7,6 +7,9 @@ as a fresh interpreter.
 import logging
 import warnings
 
+#: Lightning's lines that fmnist's own first line and summary say better: the device, the end of fit.
+SAID_BY_FMNIST = ("GPU available:", "TPU available:", "HPU available:", "`Trainer.fit` stopped:")
+
 
 def quiet_lightning() -> None:
     """Drop Lightning's and torch's messages that say nothing about the user's run."""
@@ -17,6 +20,16 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", r".*The WeightAveraging state cannot be restored.*")
     # raised inside Lightning 2.6 by torch >= 2.10's pytree module, not by fmnist's code
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage()  # an advertisement for a cloud service
+    lightning = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    lightning.addFilter(lambda record: not record.getMessage().startswith(SAID_BY_FMNIST))
+    lightning.addFilter(lambda record: "litlogger" not in record.getMessage())  # an advertisement for a cloud service
+    # fmnist's first line names the seed, the device and the precision
+    logging.getLogger("lightning.fabric.utilities.seed").addFilter(
+        lambda record: "Seed set to" not in record.getMessage()
     )
+
+
+def quiet_sweep_trials() -> None:
+    """A sweep's trials print nothing of their own: the sweep prints a line per finished trial."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)

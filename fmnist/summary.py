@@ -26,14 +26,12 @@ def fit_summary(trainer: "pl.Trainer", test_metrics: Mapping[str, float] | None)
     if best is not None and best.best_model_score is not None:
         lines.append(f"best val accuracy  {float(best.best_model_score):.4f}")
     if trainer.log_dir:
-        lines.append(f"run folder         {_shown(trainer.log_dir)}")
+        lines.append(f"run folder         {shown(trainer.log_dir)}")
     if best is not None and best.best_model_path:
-        lines.append(f"best checkpoint    {_shown(best.best_model_path)}")
+        lines.append(f"best checkpoint    {shown(best.best_model_path)}")
     logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     if logger is not None:
-        command = (
-            f"{tensorboard_command()} --logdir {_shown(logger.save_dir)} --samples_per_plugin {SAMPLES_PER_PLUGIN}"
-        )
+        command = f"{tensorboard_command()} --logdir {shown(logger.save_dir)} --samples_per_plugin {SAMPLES_PER_PLUGIN}"
         lines.append(f"TensorBoard        {command}")
     return "\n".join(lines)
 
@@ -49,10 +47,10 @@ def tensorboard_command() -> str:
     on_path = shutil.which("tensorboard")
     if on_path and Path(on_path).resolve() == beside.resolve() or not beside.exists():
         return "tensorboard"
-    return _shown(beside)
+    return shown(beside)
 
 
-def _shown(path: str | os.PathLike) -> str:
+def shown(path: str | os.PathLike) -> str:
     """A path relative to the current folder when it lies inside it, so it can be pasted as is."""
     absolute = Path(path).absolute()
     try:

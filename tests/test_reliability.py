@@ -203,9 +203,9 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     )  # fmt: skip
     print(f"DDP fit, 2 processes, 2 epochs: {time.monotonic() - started:.1f} s")
     (run,) = run_dirs()
-    event_files = list(run.glob("events.out.tfevents.*"))  # the fit's, and the test after fit's
-    assert len(event_files) == 2 and len({f.name.split(".")[5] for f in event_files}) == 1, "only rank zero writes"
+    (event_file,) = run.glob("events.out.tfevents.*")  # rank zero's, the fit's and the test after fit's
     board = events(run)
+    assert board.Scalars("Accuracy/test"), "the test after fit appends to the fit's event file"
     assert len(board.Images("Sample Images")) == 2 and len(board.Images("Confusion Matrix")) == 2
     # the sampler shards: 800 training images, 2 ranks, batches of 32 -> 13 steps per epoch
     final = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)

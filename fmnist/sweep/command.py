@@ -14,14 +14,16 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
 
 from callbacks import TrainingDivergedError
 from fmnist.errors import InputError
-from fmnist.quiet import quiet_lightning
+from fmnist.quiet import quiet_lightning, quiet_sweep_trials
 from fmnist.sweep import report
 from fmnist.sweep.settings import DEFAULT_TRIALS, Settings, add_flags
 from fmnist.sweep.space import check_against_fit, grid_size, load
@@ -69,6 +71,7 @@ def sweep(args: list[str]) -> None:
         settings.n_trials = grid or DEFAULT_TRIALS
     config = Sweep(settings, params, fit_options, root)
     config.check()
+    _quiet_trials(settings.verbose)
     created = next((path for path in [*reversed(root.parents), root] if not path.exists()), None)
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -83,7 +86,9 @@ def sweep(args: list[str]) -> None:
     else:
         threads = max(1, _cores() // settings.workers)
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no copied torch threads or locks
-        processes = [context.Process(target=_worker, args=(config, threads)) for _ in range(settings.workers)]
+        processes = [
+            context.Process(target=_worker, args=(config, threads, number)) for number in range(1, settings.workers + 1)
+        ]
         for process in processes:
             process.start()
         for process in processes:
@@ -106,7 +111,26 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", r".*LightningCLI's args parameter is intended.*")
 
 
-def work(config: Sweep) -> None:
+def _quiet_trials(verbose: bool) -> None:
+    if not verbose:  # a line per finished trial instead (report.trial_line)
+        quiet_sweep_trials()
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is a line of its own too
+        warnings.showwarning = _once(warnings.showwarning)
+
+
+def _once(show: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that shows each message once: every trial would repeat its warnings."""
+    shown: set[tuple[str, type]] = set()
+
+    def show_once(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if (str(message), category) not in shown:
+            shown.add((str(message), category))
+            show(message, category, *args, **kwargs)
+
+    return show_once
+
+
+def work(config: Sweep, worker: int = 1) -> None:
     """One worker: start trials until the study has n_trials finished ones (or time is up)."""
     study = config.open()
     timeout, n_trials = config.settings.timeout, config.settings.n_trials
@@ -122,18 +146,24 @@ def work(config: Sweep) -> None:
                 return
             time.sleep(1)  # the last trials run elsewhere; wait in case one of them dies
             continue
-        study.optimize(lambda trial: run_trial(trial, config), n_trials=1, catch=(TrainingDivergedError, Surplus))
+        study.optimize(
+            lambda trial: run_trial(trial, config),
+            n_trials=1,
+            catch=(TrainingDivergedError, Surplus),
+            callbacks=[lambda study, trial: report.trial_line(trial, config, worker)],
+        )
         if deadline is not None and time.monotonic() >= deadline:
             return  # checked after a trial, so that every start of a timed sweep makes progress
 
 
-def _worker(config: Sweep, threads: int) -> None:
+def _worker(config: Sweep, threads: int, number: int) -> None:
     """A ``--workers`` process: its share of the cores, and errors printed like ``main`` prints them."""
     torch.set_num_threads(threads)
     quiet_lightning()
     _quiet()
+    _quiet_trials(config.settings.verbose)
     try:
-        work(config)
+        work(config, number)
     except InputError as err:
         print(f"fmnist: error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -45,6 +45,19 @@ def summary(study: optuna.Study, config: Sweep) -> None:
         print(f"best configuration: {path}  (python -m fmnist fit --config {path})")
 
 
+def trial_line(trial: FrozenTrial, config: Sweep, worker: int) -> None:
+    """One line for a trial that just finished: number, sampled values, metric, state, minutes, worker."""
+    if trial.user_attrs.get("surplus"):
+        return
+    values = "  ".join(f"{k}={_cell(v)}" for k, v in trial.params.items())
+    state = STATES.get(trial.state, trial.state.name.lower())
+    print(
+        f"trial {trial.number}  {values}  {config.settings.metric} {_cell(trial.value)}  {state}"
+        f"  {_minutes(trial)} min  worker {worker}",
+        flush=True,
+    )
+
+
 def write_best(best: FrozenTrial, config: Sweep) -> Path | None:
     """The best trial's config.yaml, logging into runs/<study>/best/ instead of over the trial's folder."""
     run_dir = Path(best.user_attrs.get("run_dir", ""))

@@ -37,7 +37,7 @@ DIRECTIONS = ("maximize", "minimize")
 class Kind:
     """What values a setting takes: the flag's parser, a check, and how the check's error names it."""
 
-    parse: Callable[[str], Any]
+    parse: Callable[[str], Any] | None  # None: a flag without a value (argparse's store_true)
     valid: Callable[[Any], bool]
     described: str
 
@@ -49,6 +49,7 @@ def _is_int(value: Any) -> bool:
 TEXT = Kind(str, lambda v: isinstance(v, str) and bool(v), "a non-empty string")
 POSITIVE_INT = Kind(int, lambda v: _is_int(v) and v >= 1, "a positive integer")
 SEED = Kind(int, lambda v: _is_int(v) and 0 <= v < 2**32, "an integer from 0 to 2**32 - 1")
+SWITCH = Kind(None, lambda v: isinstance(v, bool), "true or false")
 SECONDS = Kind(
     float, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a positive number of seconds"
 )
@@ -90,6 +91,9 @@ class Settings:
         None, "seed of the sampler: a one-worker sweep with the same seed samples the same values again", SEED
     )
     timeout: float | None = setting(None, "seconds after which no new trial starts (default: none)", SECONDS)
+    verbose: bool = setting(
+        False, "print Lightning's and Optuna's messages of every trial, not one line per trial", SWITCH
+    )
 
     def check(self) -> None:
         """Each value against its declaration, however it was given (flag or space file)."""
@@ -110,9 +114,11 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     """One ``--<name>`` flag per setting; unset flags are ``None``, so the space file's values stand."""
     for spec in fields(Settings):
         help, kind, choices = spec.metadata["help"], spec.metadata["kind"], spec.metadata["choices"]
-        if spec.default is not None and spec.default is not MISSING:
+        if spec.default not in (None, False, MISSING):
             help = f"{help} (default {spec.default})"
         if choices:
             parser.add_argument(f"--{spec.name}", choices=choices, help=help)
+        elif kind.parse is None:
+            parser.add_argument(f"--{spec.name}", action="store_true", default=None, help=help)
         else:
             parser.add_argument(f"--{spec.name}", type=kind.parse, help=help)

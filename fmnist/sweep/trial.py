@@ -67,6 +67,7 @@ def run_trial(trial: optuna.Trial, sweep: Sweep) -> float:
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         metrics = dict(cli.trainer.callback_metrics)  # the test after fit resets the trainer's metrics
         metrics.update(cli.test_after_fit() or {})
+        cli.close_loggers()
         value = metrics.get(metric)
         if value is None:
             raise InputError(
@@ -78,7 +79,7 @@ def run_trial(trial: optuna.Trial, sweep: Sweep) -> float:
         state = "pruned"
         raise
     finally:
-        params = run_hparams(cli.model, cli.datamodule)
-        # sampled options outside the model and data (seed_everything, trainer.*) get a column of their own
-        params.update({k: v for k, v in values.items() if not k.startswith(("model.", "data."))})
+        params = run_hparams(cli.trainer, cli.model)
+        # sampled options outside the model and data (trainer.*) get a column of their own; the seed has one
+        params.update({k: v for k, v in values.items() if not k.startswith(("model.", "data.", "seed_everything"))})
         write_row(run_dir, params, trial.number, state, [metric, *(m for t in tables for m in t.metrics)])
