@@ -22,6 +22,12 @@ def fit_summary(trainer: "pl.Trainer", test_metrics: Mapping[str, float] | None)
             f"test accuracy      {float(test_metrics['Accuracy/test']):.4f}"
             f"  (loss {float(test_metrics['Loss/test']):.4f}, official 10k test split)"
         )
+    if test_metrics and "Accuracy/test_tta" in test_metrics:
+        views = ", ".join(getattr(trainer.lightning_module.hparams, "tta", None) or [])
+        lines.append(
+            f"test accuracy TTA  {float(test_metrics['Accuracy/test_tta']):.4f}"
+            f"  (softmax averaged over the image and its views: {views}; the line above is without)"
+        )
     best = _best_checkpoint(trainer)
     if best is not None and best.best_model_score is not None:
         lines.append(f"best val accuracy  {float(best.best_model_score):.4f}")

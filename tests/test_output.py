@@ -102,7 +102,7 @@ def test_no_command_starts_with_a_warning(data_dir: Path, tmp_path: Path) -> Non
 
 
 def test_a_fit_run_is_one_event_file_with_every_tag_and_the_choices_in_hparams(fmnist) -> None:
-    assert fmnist("fit", "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1") == 0
+    assert fmnist("fit", "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1", "--model.lr", "0.002") == 0
     (run,) = run_dirs()
     (events_file,) = run.glob("events.out.tfevents.*")
     accumulator = EventAccumulator(str(events_file), size_guidance={"tensors": 0})
@@ -110,10 +110,10 @@ def test_a_fit_run_is_one_event_file_with_every_tag_and_the_choices_in_hparams(f
     assert {"Loss/train", "Accuracy/val", "Accuracy/test", "Loss/test"} <= set(accumulator.Tags()["scalars"])
     content = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
-    assert {"lr", "batch_size", "optimizer", "seed", "precision"} <= set(hparams)
+    assert {"lr", "batch_size", "optimizer", "optimizer.lr", "seed", "precision"} <= set(hparams)
     assert hparams["seed"].number_value == 42 and hparams["precision"].string_value == "32-true"
     internals = {"predict_path", "_instantiator", "optimizer.capturable", "optimizer.fused", "optimizer.foreach"}
     assert not internals & set(hparams), sorted(hparams)
     saved = yaml.safe_load((run / "hparams.yaml").read_text())
     assert not {"predict_path", "_instantiator"} & set(saved)
-    assert saved["optimizer"] == {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.001}}
+    assert saved["optimizer"] == {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.002}}  # not Adam's other defaults
