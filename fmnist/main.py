@@ -2,7 +2,8 @@
 
 ``fit|validate|test|predict`` go to the fit CLI (:mod:`fmnist.cli`), ``sweep`` to the sweep
 (:mod:`fmnist.sweep`). Mistakes a user can fix end with one ``fmnist: error:`` line and exit
-status 2; a diverged run with status 1. Nothing in fmnist imports this module.
+status 2; so does a full disk (:mod:`fmnist.diskfull`); a diverged run ends with status 1.
+Nothing in fmnist imports this module.
 """
 
 import os
@@ -12,8 +13,12 @@ from jsonargparse import ArgumentError
 
 from callbacks import TrainingDivergedError
 from fmnist.cli import FashionCLI
+from fmnist.diskfull import disk_full_message, threads_quiet_when_disk_full
 from fmnist.errors import InputError
 from fmnist.quiet import quiet_lightning
+
+#: What ends with one ``fmnist: error:`` line; any other exception shows its traceback (or a full disk's line).
+USER_ERRORS = (InputError, ArgumentError, TrainingDivergedError)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -24,21 +29,31 @@ def main(args: list[str] | None = None) -> None:
     quiet_lightning()
     command = sys.argv[1:2] if args is None else args[:1]
     try:
-        if command == ["sweep"]:
-            from fmnist.sweep.command import sweep  # Optuna is imported only by the command that uses it
+        with threads_quiet_when_disk_full():
+            if command == ["sweep"]:
+                from fmnist.sweep.command import sweep  # Optuna is imported only by the command that uses it
 
-            sweep(sys.argv[2:] if args is None else args[1:])
-        else:
-            FashionCLI(args)  # None: LightningCLI reads sys.argv itself
-    except (InputError, ArgumentError, TrainingDivergedError) as err:
-        if os.environ.get("FMNIST_DEBUG"):
+                sweep(sys.argv[2:] if args is None else args[1:])
+            else:
+                FashionCLI(args)  # None: LightningCLI reads sys.argv itself
+    except Exception as err:
+        # a full disk first: it may also lie behind an InputError (a sweep's storage that stayed full)
+        full = disk_full_message(err, command[0] if command else "fit")  # deletes a checkpoint it cut short
+        if os.environ.get("FMNIST_DEBUG") or (full is None and not isinstance(err, USER_ERRORS)):
             raise
+        if full is not None:
+            _error(full)
+            raise SystemExit(2) from None
         message = " ".join(str(err).split()) if isinstance(err, ArgumentError) else str(err)
         if isinstance(err, TrainingDivergedError):
             message += " (fmnist's flag: --model.lr)"  # the library's advice names no flag
-        if sys.stderr.isatty():
-            print(file=sys.stderr)  # not on the line of a progress bar
-        print(f"fmnist: error: {message}", file=sys.stderr)
+        _error(message)
         if isinstance(err, ArgumentError):
             print("fmnist: see the options with: python -m fmnist <fit|validate|test|predict> --help", file=sys.stderr)
         raise SystemExit(1 if isinstance(err, TrainingDivergedError) else 2) from None
+
+
+def _error(message: str) -> None:
+    if sys.stderr.isatty():
+        print(file=sys.stderr)  # not on the line of a progress bar
+    print(f"fmnist: error: {message}", file=sys.stderr)

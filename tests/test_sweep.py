@@ -385,7 +385,7 @@ def test_two_workers_on_a_postgresql_study(data_dir: Path, fast: Path, tmp_path:
         )
         done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
-        trials = optuna.load_study(study_name="pg", storage=url.replace("postgresql:", "postgresql+psycopg2:")).trials
+        trials = optuna.load_study(study_name="pg", storage=url).trials
     assert len(finished(trials)) == 4
     assert len({t.user_attrs["run_dir"] for t in finished(trials)}) == 4
     assert not Path("runs/pg/study.db").exists()

@@ -22,12 +22,13 @@ import optuna
 import torch
 
 from callbacks import TrainingDivergedError
+from fmnist.diskfull import disk_full_message, threads_quiet_when_disk_full
 from fmnist.errors import InputError
 from fmnist.quiet import quiet_lightning, quiet_sweep_trials
 from fmnist.sweep import report
 from fmnist.sweep.settings import DEFAULT_TRIALS, Settings, add_flags
 from fmnist.sweep.space import check_against_fit, grid_size, load
-from fmnist.sweep.study import Sweep
+from fmnist.sweep.study import StorageGone, Sweep, storage_gone
 from fmnist.sweep.trial import STARTED, Surplus, run_trial
 
 HELP = """Search fit options with Optuna: each trial is an ordinary `fit` run in runs/<study>/trial_<n>/.
@@ -37,6 +38,10 @@ All other options are fit options (--config, --model.*, --data.*, --trainer.*; s
 names the searched fit options, may fix fit options for every trial (fit:) and may set any flag
 below by its name; the command line overrides it.
 Running the same command again continues the study until n_trials trials have finished."""
+
+
+#: Exit status of a worker process whose storage stayed away longer than storage_wait.
+GONE = 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,24 +86,30 @@ def sweep(args: list[str]) -> None:
             shutil.rmtree(created, ignore_errors=True)
         raise
     processes = []
-    if settings.workers == 1:
-        work(config)
-    else:
-        threads = max(1, _cores() // settings.workers)
-        context = multiprocessing.get_context("spawn")  # fresh interpreters: no copied torch threads or locks
-        processes = [
-            context.Process(target=_worker, args=(config, threads, number)) for number in range(1, settings.workers + 1)
-        ]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join()
-    study = config.open()
-    report.summary(study, config)
+    try:
+        if settings.workers == 1:
+            work(config)
+        else:
+            threads = max(1, _cores() // settings.workers)
+            context = multiprocessing.get_context("spawn")  # fresh interpreters: no copied torch threads or locks
+            processes = [
+                context.Process(target=_worker, args=(config, threads, number))
+                for number in range(1, settings.workers + 1)
+            ]
+            for process in processes:
+                process.start()
+            for process in processes:
+                process.join()
+        if GONE in [process.exitcode for process in processes]:
+            raise StorageGone(settings.storage, settings.storage_wait)
+        study = config.open(wait=True)
+        report.summary(study, config)
+        finished = len(study.get_trials(deepcopy=False, states=STARTED[1:]))
+    except StorageGone as err:  # one line for the sweep and all its workers, no traceback
+        raise InputError(str(err)) from None
     codes = [process.exitcode for process in processes]
     if 2 in codes:
         raise SystemExit(2)  # the worker printed its fmnist: error line
-    finished = len(study.get_trials(deepcopy=False, states=STARTED[1:]))
     if any(codes) and finished < settings.n_trials:
         raise InputError(
             f"sweep: a worker ended with exit status {[c for c in codes if c][0]}; run the command again to go on"
@@ -131,8 +142,12 @@ def _once(show: Callable[..., None]) -> Callable[..., None]:
 
 
 def work(config: Sweep, worker: int = 1) -> None:
-    """One worker: start trials until the study has n_trials finished ones (or time is up)."""
-    study = config.open()
+    """One worker: start trials until the study has n_trials finished ones (or time is up).
+
+    Its storage waits out an outage of the database (:class:`~fmnist.sweep.study.PatientStorage`);
+    one that lasts longer than ``storage_wait`` ends it with :class:`~fmnist.sweep.study.StorageGone`.
+    """
+    study = config.open(wait=True)
     timeout, n_trials = config.settings.timeout, config.settings.n_trials
     deadline = time.monotonic() + timeout if timeout else None
     while True:
@@ -146,12 +161,18 @@ def work(config: Sweep, worker: int = 1) -> None:
                 return
             time.sleep(1)  # the last trials run elsewhere; wait in case one of them dies
             continue
-        study.optimize(
-            lambda trial: run_trial(trial, config),
-            n_trials=1,
-            catch=(TrainingDivergedError, Surplus),
-            callbacks=[lambda study, trial: report.trial_line(trial, config, worker)],
-        )
+        try:
+            study.optimize(
+                lambda trial: run_trial(trial, config),
+                n_trials=1,
+                catch=(TrainingDivergedError, Surplus),
+                callbacks=[lambda study, trial: report.trial_line(trial, config, worker)],
+            )
+        except Exception as err:
+            gone = storage_gone(err)  # the trial stays running in the storage: found stale and retried on resume
+            if gone is None:
+                raise
+            raise gone from None
         if deadline is not None and time.monotonic() >= deadline:
             return  # checked after a trial, so that every start of a timed sweep makes progress
 
@@ -163,9 +184,18 @@ def _worker(config: Sweep, threads: int, number: int) -> None:
     _quiet()
     _quiet_trials(config.settings.verbose)
     try:
-        work(config, number)
+        with threads_quiet_when_disk_full():
+            work(config, number)
     except InputError as err:
         print(f"fmnist: error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    except StorageGone:
+        raise SystemExit(GONE) from None  # sweep() prints one line for all the workers
+    except Exception as err:  # a full disk: the line main prints (and a checkpoint it cut short deleted)
+        message = disk_full_message(err, "sweep")
+        if message is None or os.environ.get("FMNIST_DEBUG"):
+            raise
+        print(f"fmnist: error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 
 

@@ -8,7 +8,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from fmnist.sweep.study import Sweep
+from fmnist.sweep.study import Sweep, shown_url
 
 STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 STATES.update({TrialState.RUNNING: "running", TrialState.WAITING: "waiting"})
@@ -30,7 +30,8 @@ def summary(study: optuna.Study, config: Sweep) -> None:
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    print(f"\nstudy {settings.study}: {finished} of {settings.n_trials} trials finished; storage {settings.storage}")
+    storage = shown_url(settings.storage)  # the password as ***
+    print(f"\nstudy {settings.study}: {finished} of {settings.n_trials} trials finished; storage {storage}")
     values = [t.value for t in trials if t.state == TrialState.COMPLETE]
     if not values:
         print("no complete trial yet: no best trial")

@@ -77,6 +77,12 @@ class Settings:
         "Optuna storage URL (default: sqlite:///<save_dir>/<study>/study.db); postgresql://... "
         "or mysql://... to share one study between machines",
     )
+    storage_wait: float = setting(
+        120,
+        "seconds a worker waits for a storage that went away (a database restart, a failover) before the sweep "
+        "stops; the same command then resumes it",
+        SECONDS,
+    )
     study: str | None = setting(
         None, "study name and folder under the logger's save_dir (default: the space file's name)"
     )

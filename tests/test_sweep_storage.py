@@ -1,0 +1,199 @@
+"""``python -m fmnist sweep`` on a real PostgreSQL server with a password: Optuna's own tools read the
+study with the same URL, the password is shown nowhere, and an outage of the database is waited out."""
+
+import functools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.test_sweep import FAST, SPACE, environment, finished, sweep_command, write
+
+POSTGRES = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+PASSWORD = "Pw-7q3zX9"  # distinctive: found anywhere, it is no accident
+pytestmark = [
+    pytest.mark.slow,  # real processes and a real database server
+    pytest.mark.skipif(
+        not POSTGRES,
+        reason="no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb); apt-get install postgresql",
+    ),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the test starts PostgreSQL as user postgres, which needs root"),
+]
+
+
+class Server:
+    """A throw-away PostgreSQL server on a free loopback port, run as user postgres, that logs in with a password.
+
+    ``url`` is the README's kind of URL: plain ``postgresql://`` (the driver SQLAlchemy picks), user
+    and password in it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.bin, self.data = POSTGRES[-1].parent, folder / "data"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+        self.log = folder / "log"
+        self.url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/postgres"
+        self.shown = f"postgresql://postgres:***@127.0.0.1:{port}/postgres"
+        self.run = functools.partial(subprocess.run, check=True, user="postgres", capture_output=True, timeout=120)
+        secret = folder / "password"
+        secret.write_text(PASSWORD)
+        shutil.chown(secret, "postgres", "postgres")
+        self.run([self.bin / "initdb", "-D", self.data, "-U", "postgres", "-A", "scram-sha-256", "--pwfile", secret])
+        secret.unlink()
+
+    def start(self) -> None:
+        self.run([self.bin / "pg_ctl", "-D", self.data, "-o", self.options, "-l", self.log, "-w", "start"])
+
+    def stop(self) -> None:
+        """As a database restart does: sessions are ended, the server is away until started again."""
+        self.run([self.bin / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"])
+
+
+@contextmanager
+def postgres_with_password() -> Iterator[Server]:
+    folder = Path(tempfile.mkdtemp(prefix="fmnist-postgres-"))
+    shutil.chown(folder, "postgres", "postgres")
+    try:
+        server = Server(folder)
+        server.start()
+        yield server
+    finally:
+        if (folder / "data" / "postmaster.pid").exists():
+            subprocess.run(
+                [POSTGRES[-1].parent / "pg_ctl", "-D", folder / "data", "-m", "immediate", "stop"],
+                user="postgres",
+                capture_output=True,
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    with postgres_with_password() as server:
+        yield server
+
+
+@pytest.fixture
+def fast(tmp_path: Path) -> Path:
+    return write(tmp_path / "fast.yaml", FAST)
+
+
+def start_sweep(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def when_trial_starts(folder: Path, process: subprocess.Popen) -> None:
+    """Waits until the sweep's first trial has its run folder (it then trains)."""
+    deadline = time.monotonic() + 120
+    while not (folder / "trial_0").is_dir() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process.poll() is None, "the sweep ended before its first trial started"
+
+
+def test_optuna_reads_the_study_with_the_same_url_and_the_password_is_shown_nowhere(
+    server: Server, data_dir: Path, fast: Path, tmp_path: Path
+) -> None:
+    space = write(tmp_path / "pg.yaml", {**SPACE, "n_trials": 2})
+    command = sweep_command(data_dir, "--space", str(space), "--config", str(fast), "--storage", server.url)
+    done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # the URL as the user gave it, in Optuna's own API and its command-line tool (SQLAlchemy's default
+    # driver for postgresql://, psycopg 3)
+    trials = optuna.load_study(study_name="pg", storage=server.url).trials
+    assert len(finished(trials)) == 2
+    assert all((Path(t.user_attrs["run_dir"]) / "config.yaml").is_file() for t in trials)
+    listed = subprocess.run(
+        [Path(sys.executable).parent / "optuna", "trials", "--study-name", "pg", "--storage", server.url, "-f", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert len(json.loads(listed.stdout)) == 2
+    # nothing the sweep printed or wrote has the password: summary, logs, best.yaml, event files, HParams
+    assert f"storage {server.shown}" in done.stdout
+    for line in (done.stdout + done.stderr).splitlines():
+        assert PASSWORD not in line, line
+    files = [path for path in Path("runs").rglob("*") if path.is_file()]
+    assert Path("runs/pg/best.yaml") in files and any(path.name.startswith("events.") for path in files)
+    for path in files:
+        assert PASSWORD.encode() not in path.read_bytes(), path
+    # nor does the error line of a wrong password
+    wrong = server.url.replace(PASSWORD, PASSWORD[::-1])
+    refused = subprocess.run([*command[:-1], wrong], env=environment(), capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith(f"fmnist: error: --storage {server.shown}: cannot open it"), line
+    assert "password authentication failed" in line and PASSWORD[::-1] not in line
+
+
+def test_a_database_restart_in_the_middle_of_a_sweep_is_waited_out(
+    server: Server, data_dir: Path, fast: Path, tmp_path: Path
+) -> None:
+    space = write(tmp_path / "outage.yaml", {**SPACE, "n_trials": 5})
+    command = sweep_command(
+        data_dir, "--space", str(space), "--workers", "2", "--config", str(fast), "--storage", server.url
+    )
+    sweep = start_sweep(command)
+    try:
+        when_trial_starts(Path("runs/outage"), sweep)
+        stopped = datetime.now()
+        server.stop()
+        time.sleep(20)
+        server.start()
+        restarted = datetime.now()
+        out, err = sweep.communicate(timeout=300)
+    finally:
+        sweep.kill()
+    assert sweep.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and "fmnist: error" not in err and PASSWORD not in out + err, err[-3000:]
+    trials = optuna.load_study(study_name="outage", storage=server.url).trials
+    assert len(finished(trials)) == 5  # exactly n_trials, as without the outage
+    # the trials in flight waited, none was lost (a surplus trial is one a worker asked for too many)
+    assert not [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("surplus")]
+    assert [t for t in finished(trials) if t.datetime_start < stopped and t.datetime_complete > restarted]
+    assert "5 of 5 trials finished" in out
+
+
+def test_a_database_gone_for_good_is_one_error_line_and_the_same_command_resumes(
+    server: Server, data_dir: Path, fast: Path, tmp_path: Path
+) -> None:
+    space = write(tmp_path / "gone.yaml", {**SPACE, "n_trials": 3})
+    command = sweep_command(
+        data_dir, "--space", str(space), "--workers", "2", "--config", str(fast), "--storage", server.url
+    )
+    sweep = start_sweep([*command, "--storage_wait", "5"])
+    try:
+        when_trial_starts(Path("runs/gone"), sweep)
+        server.stop()
+        out, err = sweep.communicate(timeout=120)
+    finally:
+        sweep.kill()
+    assert sweep.returncode == 2, err[-3000:]
+    assert "Traceback" not in err and PASSWORD not in out + err, err[-3000:]
+    (line,) = [line for line in err.splitlines() if line.startswith("fmnist: error:")]
+    assert line.startswith(f"fmnist: error: --storage {server.shown}: still unreachable after 5 s"), line
+    assert "run the same command again to resume" in line
+    server.start()
+    done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = optuna.load_study(study_name="gone", storage=server.url).trials
+    assert len(finished(trials)) == 3
+    # the trials that were in flight count as killed: failed, and their values run again
+    assert [t for t in finished(trials) if t.system_attrs.get("failed_trial") is not None]
+    assert "3 of 3 trials finished" in done.stdout
