@@ -128,3 +128,33 @@ def confusion_matrix_image(matrix: Tensor, class_names: Sequence[str], cell: int
         anchor="mm",
     )
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)
+
+
+def bar_chart(bars: Sequence[tuple[str, float]], unit: str = "ms", title: str = "", width: int = 640) -> Tensor:
+    """Horizontal bars, one per ``(label, value)``, each with its value and its share of the total.
+
+    Values must be 0 or more; the longest bar spans the plot. Returns a uint8 ``(3, H, W)`` tensor
+    for ``add_image``.
+
+    >>> bar_chart([("data", 1.0), ("forward", 3.0)], title="ms per training step").shape
+    torch.Size([3, 88, 640])
+    """
+    font = _font()
+    row, top = 26, 28 if title else 8
+    left = max(int(font.getlength(label)) for label, _ in bars) + 16
+    right = int(font.getlength(f"000.00 {unit}  100.0%")) + 12
+    canvas = Image.new("RGB", (width, top + row * len(bars) + 8), WHITE)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((8, 6), title, fill=(0, 0, 0), font=font)
+    total = sum(value for _, value in bars) or 1.0
+    longest = max(value for _, value in bars) or 1.0
+    span = width - left - right
+    for i, (label, value) in enumerate(bars):
+        y = top + i * row
+        draw.text((left - 8, y + row // 2), label, fill=(0, 0, 0), font=font, anchor="rm")
+        end = left + max(round(span * value / longest), 1)
+        draw.rectangle((left, y + 4, end, y + row - 4), fill=(25, 85, 160))
+        text = f"{value:.2f} {unit}  {value / total:.1%}"
+        draw.text((end + 6, y + row // 2), text, fill=(0, 0, 0), font=font, anchor="lm")
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)

@@ -26,9 +26,11 @@ from fmnist.diskfull import disk_full_message, threads_quiet_when_disk_full
 from fmnist.errors import InputError
 from fmnist.quiet import quiet_lightning, quiet_sweep_trials
 from fmnist.sweep import report
+from fmnist.sweep.board import StudyRun
 from fmnist.sweep.settings import DEFAULT_TRIALS, Settings, add_flags
 from fmnist.sweep.space import check_against_fit, grid_size, load
-from fmnist.sweep.study import StorageGone, Sweep, storage_gone
+from fmnist.sweep.storage import StorageGone, storage_gone
+from fmnist.sweep.study import Sweep
 from fmnist.sweep.trial import STARTED, Surplus, run_trial
 
 HELP = """Search fit options with Optuna: each trial is an ordinary `fit` run in runs/<study>/trial_<n>/.
@@ -67,6 +69,13 @@ def sweep(args: list[str]) -> None:
     fit_options = [*file_settings.pop("fit"), *fit_options]  # the space file's fit: section, then the command's
     given = {k: v for k, v in vars(flags).items() if v is not None and k != "space"}
     settings = Settings(**{**file_settings, **given})
+    if len(settings.metrics) > 1 and settings.pruner != "none":
+        if "pruner" in file_settings or "pruner" in given:
+            raise InputError(
+                f"sweep: pruner {settings.pruner} cannot judge a trial by {len(settings.metrics)} metrics (Optuna's"
+                " pruners follow one); a multi-objective study runs with pruner: none"
+            )
+        settings.pruner = "none"  # the documented default with several metrics
     save_dir = check_against_fit(fit_options, params)
     settings.study = str(settings.study or flags.space.stem)
     root = Path(save_dir) / settings.study
@@ -150,6 +159,16 @@ def work(config: Sweep, worker: int = 1) -> None:
     study = config.open(wait=True)
     timeout, n_trials = config.settings.timeout, config.settings.n_trials
     deadline = time.monotonic() + timeout if timeout else None
+    study_run = StudyRun(config.root, config.settings.metrics)
+    try:
+        _work(study, config, worker, study_run, n_trials, deadline)
+    finally:
+        study_run.close()
+
+
+def _work(
+    study: optuna.Study, config: Sweep, worker: int, study_run: StudyRun, n_trials: int, deadline: float | None
+) -> None:
     while True:
         optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed, queued again
         trials = study.get_trials(deepcopy=False, states=STARTED)
@@ -166,7 +185,7 @@ def work(config: Sweep, worker: int = 1) -> None:
                 lambda trial: run_trial(trial, config),
                 n_trials=1,
                 catch=(TrainingDivergedError, Surplus),
-                callbacks=[lambda study, trial: report.trial_line(trial, config, worker)],
+                callbacks=[lambda study, trial: report.trial_line(trial, config, worker), study_run.trial_finished],
             )
         except Exception as err:
             gone = storage_gone(err)  # the trial stays running in the storage: found stale and retried on resume

@@ -8,22 +8,35 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from fmnist.sweep.study import Sweep, shown_url
+from fmnist.sweep import board
+from fmnist.sweep.storage import shown_url
+from fmnist.sweep.study import Sweep
 
 STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 STATES.update({TrialState.RUNNING: "running", TrialState.WAITING: "waiting"})
 
 
 def summary(study: optuna.Study, config: Sweep) -> None:
-    """Print the trials sorted by the metric, the best trial, mean ± std; write ``best.yaml``."""
+    """Print the trials sorted by the (first) metric, mean ± std, what mattered and the best trial(s).
+
+    Writes ``best.yaml`` (with several metrics: ``best_<n>.yaml`` for each Pareto-optimal trial; with
+    ``pick``, ``best.yaml`` from that trial) and the end of the study run (:mod:`~fmnist.sweep.board`).
+    """
     settings = config.settings
+    metrics, directions = settings.metrics, settings.directions
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
-    sign = -1 if settings.direction == "maximize" else 1
-    trials.sort(key=lambda t: (t.value is None, t.state != TrialState.COMPLETE, sign * (t.value or 0), t.number))
+    sign = -1 if directions[0] == "maximize" else 1
+    trials.sort(key=lambda t: (t.values is None, t.state != TrialState.COMPLETE, sign * _value(t, 0), t.number))
     keys = [p.key for p in config.params]
-    header = ["trial", *keys, settings.metric, "state", "minutes"]
+    header = ["trial", *keys, *metrics, "state", "minutes"]
     rows = [
-        [str(t.number), *(_cell(t.params.get(k)) for k in keys), _cell(t.value), STATES[t.state], _minutes(t)]
+        [
+            str(t.number),
+            *(_cell(t.params.get(k)) for k in keys),
+            *(_cell(None if t.values is None else t.values[i]) for i in range(len(metrics))),
+            STATES[t.state],
+            _minutes(t),
+        ]
         for t in trials
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
@@ -32,18 +45,48 @@ def summary(study: optuna.Study, config: Sweep) -> None:
     finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     storage = shown_url(settings.storage)  # the password as ***
     print(f"\nstudy {settings.study}: {finished} of {settings.n_trials} trials finished; storage {storage}")
-    values = [t.value for t in trials if t.state == TrialState.COMPLETE]
-    if not values:
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
         print("no complete trial yet: no best trial")
         return
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    print(f"{settings.metric} over {len(values)} complete trials: {statistics.mean(values):.4f} ± {spread:.4f}")
-    best = study.best_trial
-    chosen = ", ".join(f"{k}={_cell(v)}" for k, v in best.params.items())
-    print(f"best: trial {best.number}, {settings.metric} {best.value:.4f} ({chosen})")
-    path = write_best(best, config)
-    if path is not None:
-        print(f"best configuration: {path}  (python -m fmnist fit --config {path})")
+    for i, metric in enumerate(metrics):
+        values = [t.values[i] for t in complete]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        print(f"{metric} over {len(values)} complete trials: {statistics.mean(values):.4f} ± {spread:.4f}")
+    found = board.importances(study, metrics)
+    for metric, importance in found.items():
+        if importance:
+            ranked = ", ".join(f"{name} {value:.2f}" for name, value in importance.items())
+            print(f"what mattered for {metric} (fANOVA importance): {ranked}")
+    best = [study.best_trial] if len(metrics) == 1 else sorted(study.best_trials, key=lambda t: t.number)
+    commands = {}
+    if len(metrics) > 1:
+        print(f"Pareto-optimal trials ({', '.join(f'{m} {d}' for m, d in zip(metrics, directions))}):")
+    for trial in best:
+        scores = ", ".join(f"{m} {v:.4f}" for m, v in zip(metrics, trial.values))
+        chosen = ", ".join(f"{k}={_cell(v)}" for k, v in trial.params.items())
+        name = "best.yaml" if len(metrics) == 1 else f"best_{trial.number}.yaml"
+        path = write_best(trial, config, name)
+        commands[trial.number] = f"python -m fmnist fit --config {path}" if path else ""
+        print(
+            f"{'best: ' if len(metrics) == 1 else '  '}trial {trial.number}, {scores} ({chosen})  {commands[trial.number]}"
+        )
+    if settings.pick is not None:
+        picked = next((t for t in complete if t.number == settings.pick), None)
+        if picked is None:
+            print(
+                f"pick: trial {settings.pick} is not a complete trial of study {settings.study}: no best.yaml from it"
+            )
+        else:
+            path = write_best(picked, config, "best.yaml")
+            commands[picked.number] = f"python -m fmnist fit --config {path}" if path else ""
+            print(f"picked: trial {picked.number}  {commands[picked.number]}")
+    board.write_end(config.root, study, metrics, found, best, commands)
+    print(f"study run: {config.root / board.FOLDER}  (tensorboard --logdir {config.root})")
+
+
+def _value(trial: FrozenTrial, index: int) -> float:
+    return 0.0 if trial.values is None else trial.values[index]
 
 
 def trial_line(trial: FrozenTrial, config: Sweep, worker: int) -> None:
@@ -51,36 +94,38 @@ def trial_line(trial: FrozenTrial, config: Sweep, worker: int) -> None:
     if trial.user_attrs.get("surplus"):
         return
     values = "  ".join(f"{k}={_cell(v)}" for k, v in trial.params.items())
+    results = trial.values or [None] * len(config.settings.metrics)
+    scores = "  ".join(f"{m} {_cell(v)}" for m, v in zip(config.settings.metrics, results))
     state = STATES.get(trial.state, trial.state.name.lower())
     print(
-        f"trial {trial.number}  {values}  {config.settings.metric} {_cell(trial.value)}  {state}"
-        f"  {_minutes(trial)} min  worker {worker}",
+        f"trial {trial.number}  {values}  {scores}  {state}  {_minutes(trial)} min  worker {worker}",
         flush=True,
     )
 
 
-def write_best(best: FrozenTrial, config: Sweep) -> Path | None:
-    """The best trial's config.yaml, logging into runs/<study>/best/ instead of over the trial's folder."""
-    run_dir = Path(best.user_attrs.get("run_dir", ""))
+def write_best(trial: FrozenTrial, config: Sweep, name: str = "best.yaml") -> Path | None:
+    """A trial's config.yaml as ``runs/<study>/<name>``, logging into runs/<study>/<stem>/, not over the trial."""
+    run_dir = Path(trial.user_attrs.get("run_dir", ""))
     source = run_dir / "config.yaml"
     if not source.is_file():
-        print(f"best trial's configuration not found: {source} (its run folder is on another machine?)")
+        print(f"trial {trial.number}'s configuration not found: {source} (its run folder is on another machine?)")
         return None
     fit = yaml.safe_load(source.read_text())
     loggers = fit["trainer"]["logger"]
     for logger in loggers if isinstance(loggers, list) else [loggers]:
         args = logger.get("init_args", {}) if isinstance(logger, dict) else {}
         if args.get("version") == run_dir.name:
-            args.update(name=f"{args['name']}/best", version=None)
+            args.update(name=f"{args['name']}/{Path(name).stem}", version=None)
     for flag in ("enable_progress_bar", "enable_model_summary"):  # off in trials only to keep workers' output apart
         if f"--trainer.{flag}" not in config.fit_options:
             fit["trainer"][flag] = True
-    values = ", ".join(f"{k}={_cell(v)}" for k, v in best.params.items())
+    values = ", ".join(f"{k}={_cell(v)}" for k, v in trial.params.items())
+    scores = ", ".join(f"{m} {v:.4f}" for m, v in zip(config.settings.metrics, trial.values))
+    path = config.root / name
     header = (
-        f"# Best trial of study {config.settings.study}: trial {best.number}, {config.settings.metric} {best.value:.4f}\n"
-        f"# sampled values: {values}\n# reproduce it with: python -m fmnist fit --config {config.root / 'best.yaml'}\n"
+        f"# Trial {trial.number} of study {config.settings.study}: {scores}\n"
+        f"# sampled values: {values}\n# reproduce it with: python -m fmnist fit --config {path}\n"
     )
-    path = config.root / "best.yaml"
     path.write_text(header + yaml.safe_dump(fit, sort_keys=False))
     return path
 

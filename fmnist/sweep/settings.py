@@ -48,7 +48,22 @@ def _is_int(value: Any) -> bool:
 
 TEXT = Kind(str, lambda v: isinstance(v, str) and bool(v), "a non-empty string")
 POSITIVE_INT = Kind(int, lambda v: _is_int(v) and v >= 1, "a positive integer")
+POSITIVE_INT_OR_ZERO = Kind(int, lambda v: _is_int(v) and v >= 0, "a trial number (0 or more)")
 SEED = Kind(int, lambda v: _is_int(v) and 0 <= v < 2**32, "an integer from 0 to 2**32 - 1")
+
+
+def _names(text: str) -> str | list[str]:
+    """A flag's value as one name, or several separated by commas: ``Accuracy/val_best,Model/params``."""
+    names = [name.strip() for name in text.split(",")]
+    return names[0] if len(names) == 1 else names
+
+
+def _one_or_more(valid: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: valid(v) or isinstance(v, list) and bool(v) and all(valid(item) for item in v)
+
+
+NAMES_KIND = Kind(_names, _one_or_more(lambda v: isinstance(v, str) and bool(v)), "a name or a list of names")
+DIRECTION_KIND = Kind(_names, _one_or_more(lambda v: v in DIRECTIONS), "maximize or minimize, or a list of them")
 SWITCH = Kind(None, lambda v: isinstance(v, bool), "true or false")
 SECONDS = Kind(
     float, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a positive number of seconds"
@@ -64,8 +79,14 @@ def setting(default: Any, help: str, kind: Kind = TEXT, choices: tuple[str, ...]
 class Settings:
     """The sweep's settings, with their defaults."""
 
-    metric: str = setting("Accuracy/val_best", "logged scalar to optimize")
-    direction: str = setting("maximize", "whether a larger or a smaller metric is better", choices=DIRECTIONS)
+    metric: str | list[str] = setting(
+        "Accuracy/val_best",
+        "logged scalar to optimize; two or more (a list, or separated by commas) make a multi-objective study",
+        NAMES_KIND,
+    )
+    direction: str | list[str] = setting(
+        "maximize", "maximize or minimize: one per metric (a list, or separated by commas)", DIRECTION_KIND
+    )
     n_trials: int | None = setting(
         None,
         f"finished trials (complete + pruned) the study ends with (default: {DEFAULT_TRIALS}; grid: its size)",
@@ -97,6 +118,12 @@ class Settings:
         None, "seed of the sampler: a one-worker sweep with the same seed samples the same values again", SEED
     )
     timeout: float | None = setting(None, "seconds after which no new trial starts (default: none)", SECONDS)
+    pick: int | None = setting(
+        None,
+        "the trial whose configuration best.yaml gets (default: the best trial; with several metrics, "
+        "each Pareto-optimal trial gets best_<n>.yaml)",
+        POSITIVE_INT_OR_ZERO,
+    )
     verbose: bool = setting(
         False, "print Lightning's and Optuna's messages of every trial, not one line per trial", SWITCH
     )
@@ -111,6 +138,19 @@ class Settings:
                 raise InputError(f"sweep: {spec.name} must be one of {', '.join(choices)}, got {value!r}")
             if not choices and not kind.valid(value):
                 raise InputError(f"sweep: {spec.name} must be {kind.described}, got {value!r}")
+        if len(self.directions) != len(self.metrics):
+            raise InputError(
+                f"sweep: {len(self.metrics)} metrics need {len(self.metrics)} directions, got {self.direction!r}"
+            )
+
+    @property
+    def metrics(self) -> list[str]:
+        """The metric, or the metrics of a multi-objective study, as a list."""
+        return self.metric if isinstance(self.metric, list) else [self.metric]
+
+    @property
+    def directions(self) -> list[str]:
+        return self.direction if isinstance(self.direction, list) else [self.direction]
 
 
 NAMES = tuple(spec.name for spec in fields(Settings))

@@ -39,9 +39,9 @@ def fit_args(fit_options: list[str], values: dict[str, Any]) -> list[str]:
     return [*TRIAL_DEFAULTS, *fit_options, *overrides]
 
 
-def run_trial(trial: optuna.Trial, sweep: Sweep) -> float:
-    """The objective: fit with the sampled values, return the metric, leave the HParams row."""
-    metric = sweep.settings.metric
+def run_trial(trial: optuna.Trial, sweep: Sweep) -> float | tuple[float, ...]:
+    """The objective: fit with the sampled values, return the metric (or metrics), leave the HParams row."""
+    wanted = sweep.settings.metrics
     started = trial.study.get_trials(deepcopy=False, states=STARTED)
     if sum(t.number < trial.number for t in started) >= sweep.settings.n_trials:  # workers asked at the same moment
         trial.set_user_attr("surplus", True)
@@ -52,7 +52,7 @@ def run_trial(trial: optuna.Trial, sweep: Sweep) -> float:
     pruning = (
         []
         if isinstance(trial.study.pruner, optuna.pruners.NopPruner)
-        else [PyTorchLightningPruningCallback(trial, metric)]
+        else [PyTorchLightningPruningCallback(trial, wanted[0])]  # pruners follow one metric
     )
     cli = FashionCLI(
         fit_args(sweep.fit_options, values), run=False, run_dir=run_dir, trainer_defaults={"callbacks": pruning}
@@ -68,13 +68,14 @@ def run_trial(trial: optuna.Trial, sweep: Sweep) -> float:
         metrics = dict(cli.trainer.callback_metrics)  # the test after fit resets the trainer's metrics
         metrics.update(cli.test_after_fit() or {})
         cli.close_loggers()
-        value = metrics.get(metric)
-        if value is None:
+        missing = [metric for metric in wanted if metrics.get(metric) is None]
+        if missing:
             raise InputError(
-                f"metric {metric!r} was not logged by the trial; logged scalars: {', '.join(sorted(metrics))}"
+                f"metric {missing[0]!r} was not logged by the trial; logged scalars: {', '.join(sorted(metrics))}"
             )
         state = "complete"
-        return float(value)
+        scores = tuple(float(metrics[metric]) for metric in wanted)
+        return scores[0] if len(scores) == 1 else scores
     except optuna.TrialPruned:
         state = "pruned"
         raise
@@ -82,4 +83,6 @@ def run_trial(trial: optuna.Trial, sweep: Sweep) -> float:
         params = run_hparams(cli.trainer, cli.model)
         # sampled options outside the model and data (trainer.*) get a column of their own; the seed has one
         params.update({k: v for k, v in values.items() if not k.startswith(("model.", "data.", "seed_everything"))})
-        write_row(run_dir, params, trial.number, state, [metric, *(m for t in tables for m in t.metrics)])
+        write_row(
+            run_dir, params, trial.number, state, [*wanted, *(m for t in tables for m in t.metrics if m not in wanted)]
+        )
