@@ -66,23 +66,22 @@ class RandomShiftFlip(nn.Module):
 
 
 def tta_views(images: Tensor, views: "tuple[str, ...] | list[str]", fill: float = 0.0) -> Tensor:
-    """The batch as it is, followed by its test-time views: ``(V * N, C, H, W)``, view by view.
+    """The test-time views of a batch, ``(V * N, C, H, W)``, view by view, the batch itself not included.
 
-    ``shift`` adds the images moved by one pixel up, down, left and right (``fill`` comes in);
-    ``flip`` adds their left-right mirror.
-
-    Deterministic, on the batch's device, one tensor for all views so the network runs once.
+    ``shift`` gives the images moved by one pixel up, down, left and right (``fill`` comes in);
+    ``flip`` gives their left-right mirror. Deterministic, on the batch's device, one tensor for
+    all views so that the network runs once over them.
 
     >>> batch = torch.arange(9.0).view(1, 1, 3, 3)
     >>> out = tta_views(batch, ["shift", "flip"], fill=-1.0)
     >>> out.shape
-    torch.Size([6, 1, 3, 3])
-    >>> out[1, 0].tolist()  # moved up by one pixel: the bottom row is filled
+    torch.Size([5, 1, 3, 3])
+    >>> out[0, 0].tolist()  # moved up by one pixel: the bottom row is filled
     [[3.0, 4.0, 5.0], [6.0, 7.0, 8.0], [-1.0, -1.0, -1.0]]
-    >>> out[5, 0, 0].tolist()  # mirrored left-right
+    >>> out[4, 0, 0].tolist()  # mirrored left-right
     [2.0, 1.0, 0.0]
     """
-    out = [images]
+    out = []
     if "shift" in views:
         h, w = images.shape[-2:]
         padded = F.pad(images, (1, 1, 1, 1), value=fill)

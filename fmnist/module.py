@@ -118,12 +118,16 @@ class FashionMNISTClassifier(LightningModule):
     def tta_probabilities(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The plain logits of a batch and the softmax averaged over it and its ``tta`` views.
 
-        One forward pass over all views at once; without ``tta`` the average is the plain softmax.
+        The batch runs alone, as without ``tta``, so the plain logits and metrics are exactly those of
+        a run without it (a larger batch could round differently); the views run together in a second
+        pass. Without ``tta`` the average is the plain softmax.
         """
-        views = self.hparams.tta or []
-        out = self(tta_views(x, views, fill=VALUE_RANGE[0]) if views else x)
-        probabilities = out.softmax(dim=1).view(-1, *x.shape[:1], out.shape[1]).mean(dim=0)
-        return out[: len(x)], probabilities
+        logits = self(x)
+        if not self.hparams.tta:
+            return logits, logits.softmax(dim=1)
+        views = self(tta_views(x, self.hparams.tta, fill=VALUE_RANGE[0]))
+        probabilities = torch.cat([logits, views]).softmax(dim=1).view(-1, *logits.shape).mean(dim=0)
+        return logits, probabilities
 
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         x, y = batch
