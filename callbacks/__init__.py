@@ -31,6 +31,7 @@ Example, for any classifier ``model`` and datamodule ``data``::
 """
 
 from callbacks.averaging import WeightEMA
+from callbacks.budget import TimeBudget
 from callbacks.divergence import DivergenceGuard, TrainingDivergedError
 from callbacks.evaluation import ConfusionMatrixImage, PRCurves
 from callbacks.graph import ModelGraph
@@ -41,11 +42,13 @@ from callbacks.predictions import PredictionGrid, PredictionWriter
 from callbacks.projector import EmbeddingProjector
 from callbacks.scalars import MultilineCharts
 from callbacks.tensorboard import find_tensorboard
+from callbacks.throughput import EpochThroughput
 
 __all__ = [
     "ConfusionMatrixImage",
     "DivergenceGuard",
     "EmbeddingProjector",
+    "EpochThroughput",
     "HyperparameterTable",
     "MisclassifiedImages",
     "ModelGraph",
@@ -55,6 +58,7 @@ __all__ = [
     "PredictionGrid",
     "PredictionWriter",
     "SampleImages",
+    "TimeBudget",
     "TrainingDivergedError",
     "WeightEMA",
     "find_tensorboard",

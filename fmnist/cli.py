@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from fmnist.checkpoints import CHECKPOINT_SHORTHANDS, checkpoint_step, newest_checkpoint
 from fmnist.data import FashionMNISTDataModule
 from fmnist.errors import InputError
+from fmnist.hardware import choose_precision
 from fmnist.logger import RunLogger
 from fmnist.module import FashionMNISTClassifier
 from fmnist.progress import LineProgressBar
@@ -99,6 +100,13 @@ class FashionCLI(LightningCLI):
             " is on) on the official 10k test split, log Loss/test and Accuracy/test into the run,"
             " and print the test accuracy in the summary",
         )
+        parser.add_argument(
+            "--bf16_where_it_pays",
+            type=bool,
+            default=False,
+            help="when trainer.precision is not given: bf16-mixed on a GPU with bfloat16 or a CPU with AMX,"
+            " 32-true elsewhere (fmnist.hardware); the choice and the hardware are printed",
+        )
 
     def _add_subcommands(self, parser: Any, **kwargs: Any) -> None:
         # Private on both sides, for --help's one line per subcommand: LightningCLI takes that line from
@@ -115,6 +123,7 @@ class FashionCLI(LightningCLI):
             return  # e.g. --help
         config = self.config[subcommand] if subcommand else self.config
         _check_trainer(config.trainer)
+        choose_precision(config)
         _sync_learning_rate(config.model)
         loggers = tensorboard_configs(config.trainer.logger)
         for logger in loggers:

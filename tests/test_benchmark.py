@@ -4,6 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -26,3 +29,14 @@ def test_a_failing_part_stops_the_benchmark_with_its_own_message(tmp_path: Path)
 def test_an_unknown_part_is_refused() -> None:
     done = bench("--parts", "fit,nope")
     assert done.returncode == 2 and "--parts: no part nope; choose from tutorial, fit, fit_plain, step" in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU check runs here")
+def test_the_gpu_check_says_in_one_line_that_there_is_no_gpu() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        "benchmarks.gpu: no CUDA GPU here (torch.cuda.is_available() is False); run it on a GPU machine\n"
+    )

@@ -116,4 +116,7 @@ def test_a_fit_run_is_one_event_file_with_every_tag_and_the_choices_in_hparams(f
     assert not internals & set(hparams), sorted(hparams)
     saved = yaml.safe_load((run / "hparams.yaml").read_text())
     assert not {"predict_path", "_instantiator"} & set(saved)
-    assert saved["optimizer"] == {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.002}}  # not Adam's other defaults
+    assert saved["optimizer"] == {
+        "class_path": "torch.optim.Adam",
+        "init_args": {"lr": 0.002},
+    }  # not Adam's other defaults

@@ -1,0 +1,288 @@
+"""Fit a run into a time budget: time the first steps, then choose how many epochs to train.
+
+``configs/tuned.yaml`` uses it: ``python -m fmnist fit --config configs/tuned.yaml`` trains as many of
+its 20 epochs as fit into 14 minutes on the machine it runs on, and its one-cycle schedule, whose
+length is the run's, ends with the last of them.
+"""
+
+import copy
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import CombinedLoader
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from typing_extensions import override
+
+#: Untimed steps before the timed ones: the first calls build kernels and caches.
+WARMUP_STEPS = 2
+#: The batch hooks Lightning runs between the loader and the step, in its order.
+BATCH_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+
+
+class TimeBudget(Callback):
+    """Set ``max_epochs`` so that a run ends inside a time budget, on a fast machine or a slow one.
+
+    When ``fit`` begins (its ``setup``, before ``configure_optimizers``), the callback times
+    ``probe_steps`` training steps and as many validation steps on a copy of the module, on the
+    training device and in the run's precision: the module's own ``training_step`` and
+    ``validation_step``, its ``configure_optimizers``' optimizer, real batches through the batch
+    hooks (augmentation included). An epoch's forecast is its steps plus its validation runs; the
+    callback then trains the most epochs whose forecast, with the probe and the sanity check, fits
+    ``1 - margin`` of the budget: never more than the configured ``max_epochs``, and at least one.
+    A schedule whose length is filled from the run's in ``configure_optimizers``
+    (``trainer.estimated_stepping_batches``, as fmnist fills OneCycleLR's ``total_steps``) then ends
+    with the last epoch. It prints one line: what it measured and what it chose.
+
+    The forecast does not see the loop's and the other callbacks' work (logging, pictures,
+    checkpoints) nor a machine that slows down later; the margin is for them. After the first
+    epoch the callback compares its real time with the forecast and warns when the run would end
+    past the budget. ``trainer.max_time`` stays the hard stop; this callback never changes it.
+
+    The copy, its optimizer and the random numbers the probe draws are thrown away: the run's
+    weights, batch-norm statistics, weight averages and random numbers (Python's, NumPy's, torch's;
+    not those of a loader's own ``generator``) are those of a run without it. The copy costs the
+    model's memory once more while the probe runs. A resumed run keeps
+    the epochs chosen when it began (they are saved in checkpoints), so its schedule stays whole.
+    Under DDP, rank zero's measurement decides for every process.
+
+    Args:
+        minutes: the time ``fit`` may take, from its start (this callback's ``setup``) to its end.
+        probe_steps: training steps timed, after two untimed ones; validation steps too, up to an epoch's.
+        margin: the share of the budget left for what the forecast does not see.
+
+    Example::
+
+        trainer = Trainer(max_epochs=20, max_time="00:00:15:00", callbacks=[TimeBudget(minutes=14)])
+    """
+
+    def __init__(self, minutes: float, probe_steps: int = 10, margin: float = 0.1) -> None:
+        if not minutes > 0:
+            raise MisconfigurationException(f"TimeBudget: minutes must be above 0, got {minutes:g}")
+        if probe_steps < 1:
+            raise MisconfigurationException(f"TimeBudget: probe_steps must be at least 1, got {probe_steps}")
+        if not 0 <= margin < 1:
+            raise MisconfigurationException(
+                f"TimeBudget: margin must be from 0 up to (not including) 1, got {margin:g}"
+            )
+        self.minutes, self.probe_steps, self.margin = minutes, probe_steps, margin
+        self.epochs: int | None = None  #: the epochs chosen; None before fit, or when nothing could be timed
+        self.epoch_seconds: float | None = None  #: the forecast of an epoch, its validation included
+        self.first_epoch_seconds: float | None = None  #: the real time of this fit's first epoch
+        self._start = self._epoch_start = 0.0
+        self._line, self._resumed = "", False
+
+    @override
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        if stage != "fit":
+            return
+        self._start, self._epoch_start, self._line, self._resumed = time.monotonic(), 0.0, "", False
+        self.epochs = self.epoch_seconds = self.first_epoch_seconds = None
+        try:  # on every process: loading the data has collectives; the copies train side by side
+            plan = self._plan(trainer, pl_module)
+        except Exception as err:  # a model the probe cannot run: the run goes on without a budget
+            rank_zero_warn(
+                f"TimeBudget: could not time the training step ({type(err).__name__}: {err}); max_epochs stays"
+                f" {trainer.max_epochs}, and only trainer.max_time limits the run"
+            )
+            plan = None
+        plan = trainer.strategy.broadcast(plan, src=0)
+        if plan is not None:
+            self.epochs, self.epoch_seconds, self._line = plan
+            trainer.fit_loop.max_epochs = self.epochs
+
+    def _plan(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> tuple[int, float, str] | None:
+        """The epochs to train, an epoch's forecast and the line that says so."""
+        trainer.fit_loop.setup_data()  # as trainer.estimated_stepping_batches does, to count the batches
+        batches = trainer.num_training_batches
+        if not 0 < batches < math.inf:
+            rank_zero_warn("TimeBudget: the training loader has no length, so an epoch cannot be forecast; not used")
+            return None
+        steps = math.ceil(batches / trainer.accumulate_grad_batches)
+        trainer.fit_loop.epoch_loop.val_loop.setup_data()  # no public way to count validation batches before fit
+        val_batches = sum(n for n in trainer.num_val_batches if n < math.inf)
+        step_s, val_s = _time_steps(trainer, pl_module, self.probe_steps, min(self.probe_steps, val_batches))
+        validation_s = _validations_per_epoch(trainer, batches) * val_batches * val_s
+        epoch_s = steps * step_s + validation_s
+        spent = time.monotonic() - self._start + sum(trainer.num_sanity_val_batches) * val_s  # and the sanity check
+        fitting = math.floor((self.minutes * 60 * (1 - self.margin) - spent) / epoch_s) if epoch_s > 0 else math.inf
+        configured = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs > 0 else None
+        epochs = int(max(1, min(fitting, configured or math.inf)))
+        if fitting < 1:
+            rank_zero_warn(
+                f"TimeBudget: one epoch is forecast at {epoch_s / 60:.1f} min, more than the {self.minutes:g} min"
+                " budget leaves for training; training one epoch, which trainer.max_time may cut"
+            )
+        line = (
+            f"TimeBudget: {_seconds(step_s)} a training step x {steps} steps + {_seconds(validation_s)} of validation"
+            f" = {_seconds(epoch_s)} an epoch -> {epochs}{f' of {configured}' if configured else ''} epochs,"
+            f" {(spent + epochs * epoch_s) / 60:.1f} min forecast of the {self.minutes:g} min budget"
+        )
+        return epochs, epoch_s, line
+
+    @override
+    def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if self._resumed:
+            rank_zero_info(f"TimeBudget: a resumed run: {self.epochs} epochs, as chosen when it began")
+        elif self._line:
+            rank_zero_info(self._line)
+
+    @override
+    def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        now = time.monotonic()
+        if not self._epoch_start or self.first_epoch_seconds is not None or self._resumed or not self.epoch_seconds:
+            self._epoch_start = now
+            return
+        self.first_epoch_seconds = real = now - self._epoch_start
+        end = now - self._start + (trainer.max_epochs - trainer.current_epoch) * real
+        if end > self.minutes * 60:
+            rank_zero_warn(
+                f"TimeBudget: the first epoch took {real:.1f} s, forecast {self.epoch_seconds:.1f} s; at that pace"
+                f" training ends after {end / 60:.1f} min, past the {self.minutes:g} min budget (trainer.max_time"
+                " is the hard stop; a larger margin leaves room for what the forecast does not see)"
+            )
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs}
+
+    @override
+    def on_load_checkpoint(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict) -> None:
+        # runs after setup and before configure_optimizers: the restored schedule keeps the length it was made with
+        epochs = checkpoint.get("callbacks", {}).get(self.state_key, {}).get("epochs")
+        if epochs is not None:
+            self.epochs, self._resumed = epochs, True
+            trainer.fit_loop.max_epochs = epochs
+
+
+def _time_steps(
+    trainer: "pl.Trainer", pl_module: "pl.LightningModule", steps: int, val_steps: int
+) -> tuple[float, float]:
+    """Seconds of a training step and of a validation step (0 for none), timed on a copy of the module."""
+    device, precision = trainer.strategy.root_device, trainer.precision_plugin
+    model = precision.convert_module(copy.deepcopy(pl_module)).to(device)
+    model.trainer = trainer  # configure_optimizers may read the run's length
+    try:
+        optimizer = _first_optimizer(model.configure_optimizers())
+    finally:
+        model.trainer = None  # the copy's self.log calls then do nothing (with a warning, silenced below)
+    several_val_loaders = val_steps and len(CombinedLoader(trainer.val_dataloaders).flattened) > 1
+
+    def train_step(batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+        with precision.train_step_context():
+            output = model.training_step(_transfer(trainer, model, batch, dataloader_idx), batch_idx)
+        loss = output["loss"] if isinstance(output, Mapping) else output
+        if loss is not None:
+            loss.backward()
+        if optimizer is not None:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    def val_step(batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+        kwargs = {"dataloader_idx": dataloader_idx} if several_val_loaders else {}
+        with precision.val_step_context(), torch.no_grad():
+            model.validation_step(_transfer(trainer, model, batch, dataloader_idx), batch_idx, **kwargs)
+
+    stage = trainer.state.stage
+    with _random_state_kept(device), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*self\.log\(\)")
+        try:
+            trainer.training = True  # the batch hooks see training batches, so augmentation runs
+            model.train()
+            step_s = _seconds_per_call(train_step, trainer.train_dataloader, "max_size_cycle", steps, device)
+            if not val_steps or not is_overridden("validation_step", pl_module):
+                return step_s, 0.0
+            trainer.validating = True
+            model.eval()
+            return step_s, _seconds_per_call(val_step, trainer.val_dataloaders, "sequential", val_steps, device)
+        finally:
+            trainer.state.stage = stage
+
+
+def _validations_per_epoch(trainer: "pl.Trainer", batches: int) -> float:
+    """How many times validation runs in an epoch (``val_check_interval``, ``check_val_every_n_epoch``)."""
+    every = trainer.val_check_batch
+    runs = batches / every if isinstance(every, (int, float)) and 0 < every < math.inf else 1.0
+    if trainer.check_val_every_n_epoch is None:  # validation every n steps, across epochs
+        return runs
+    return max(1, math.floor(runs)) / trainer.check_val_every_n_epoch
+
+
+def _first_optimizer(config: Any) -> torch.optim.Optimizer | None:
+    """The optimizer of whatever ``configure_optimizers`` returned (an optimizer, a list, a dict, ...)."""
+    if isinstance(config, torch.optim.Optimizer):
+        return config
+    if isinstance(config, Mapping):
+        return _first_optimizer(config.get("optimizer"))
+    if isinstance(config, (list, tuple)) and config:
+        return _first_optimizer(config[0])
+    return None
+
+
+def _transfer(trainer: "pl.Trainer", model: "pl.LightningModule", batch: Any, dataloader_idx: int) -> Any:
+    """A batch through the batch hooks, the datamodule's where it overrides them, as Lightning runs them."""
+    for hook in BATCH_HOOKS:
+        owner = trainer.datamodule if is_overridden(hook, trainer.datamodule) else model
+        extra = (trainer.strategy.root_device,) if hook == "transfer_batch_to_device" else ()
+        batch = getattr(owner, hook)(batch, *extra, dataloader_idx)
+    return trainer.precision_plugin.convert_input(batch)
+
+
+def _seconds_per_call(step: Callable[..., None], loaders: Any, mode: str, count: int, device: torch.device) -> float:
+    """Mean seconds of ``step`` over ``count`` batches of ``loaders`` (started again when they run out), after warm-up."""
+    batches = _endless(loaders, mode)
+    for _ in range(WARMUP_STEPS):
+        step(*next(batches))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(count):
+        step(*next(batches))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / count
+
+
+def _endless(loaders: Any, mode: str) -> Iterator[tuple[Any, int, int]]:
+    while True:
+        empty = True
+        for batch, batch_idx, dataloader_idx in CombinedLoader(loaders, mode):
+            empty = False
+            yield batch, batch_idx, dataloader_idx
+        if empty:
+            raise ValueError("the loader gave no batch")
+
+
+@contextmanager
+def _random_state_kept(device: torch.device) -> Iterator[None]:
+    """Python's, NumPy's and torch's random numbers (CPU and the device) as they were, afterwards.
+
+    Lightning's own helpers for this are private (``_collect_rng_states``); torch's ``fork_rng``
+    covers torch alone.
+    """
+    python, numpy = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)
+
+
+def _seconds(seconds: float) -> str:
+    """Three significant figures.
+
+    >>> _seconds(0.41234), _seconds(9.06), _seconds(266.4)
+    ('0.412 s', '9.06 s', '266 s')
+    """
+    return f"{seconds:.3g} s" if seconds < 100 else f"{seconds:.0f} s"

@@ -1,0 +1,177 @@
+"""Training speed in TensorBoard's Scalars: images per second, seconds per epoch, model FLOPs utilisation.
+
+On by default in ``python -m fmnist fit``; ``--config configs/profile.yaml`` adds where a step's
+time goes (``fmnist.profiler``).
+"""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.utilities.throughput import Throughput, get_available_flops, measure_flops
+from lightning.pytorch.callbacks import Callback
+
+# Private, and the one name taken from Lightning's ThroughputMonitor module: its mapping from the
+# precision plugin to the compute dtype whose peak get_available_flops looks up (no public equivalent).
+from lightning.pytorch.callbacks.throughput_monitor import _plugin_to_compute_dtype
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch import Tensor
+from typing_extensions import override
+
+from callbacks.contract import warn_once
+from callbacks.tensorboard import epoch_step, find_tensorboard
+
+
+def count_images(batch: Any) -> int:
+    """The number of images in a batch ``(images, labels, ...)``, or in a bare tensor of images.
+
+    >>> count_images((torch.zeros(8, 1, 28, 28), torch.zeros(8)))
+    8
+    """
+    images = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return len(images)
+
+
+class EpochThroughput(Callback):
+    """Log each training epoch's speed, at the step of the epoch's other scalars.
+
+    - ``Time/epoch_s``: wall-clock seconds of the epoch, its validation included;
+    - ``Throughput/images_per_s``: training images per second, all processes together, validation
+      time excluded;
+    - ``Throughput/flops_per_s``: the model's training FLOPs per second, all processes together;
+    - ``Throughput/mfu``: model FLOPs utilisation, the share of the devices' peak those FLOPs are,
+      when the peak is known: ``peak_flops``, else Lightning's table of GPUs for the run's precision
+      (``get_available_flops``; it has no CPUs).
+
+    Built on the parts of Lightning's ``ThroughputMonitor``: ``Throughput`` turns the counts into
+    rates (rank zero's counts times the world size, as ``ThroughputMonitor`` sums over ranks);
+    ``measure_flops`` counts a training step's FLOPs (forward and backward) per image, once, at the
+    end of the first epoch (outside the steps a profiler records) on a few images of its first
+    batch, in eval mode and with ``torch.autograd.grad``, so that no ``.grad``, no batch-norm
+    statistic and no random number changes. ``ThroughputMonitor`` itself was not used: it
+    synchronises CUDA after every batch (this callback: four times an epoch), logs rolling
+    100-batch windows at every logging step rather than one value per epoch, and needs a
+    ``flops_per_batch`` attribute on the model.
+
+    Args:
+        peak_flops: peak FLOP/s of one device, for ``Throughput/mfu``; ``None``: Lightning's figure
+            for the GPU, if it knows one.
+        batch_size_fn: the number of images in a training batch; the default reads the contract's
+            ``(images, labels, ...)``.
+
+    Example::
+
+        >>> from lightning.pytorch import Trainer
+        >>> trainer = Trainer(callbacks=[EpochThroughput(peak_flops=1e12)], logger=False)
+    """
+
+    def __init__(self, peak_flops: float | None = None, batch_size_fn: Callable[[Any], int] = count_images) -> None:
+        if peak_flops is not None and not peak_flops > 0:
+            raise MisconfigurationException(
+                f"EpochThroughput: peak_flops must be positive (FLOP/s of one device), got {peak_flops}"
+            )
+        self.peak_flops, self.batch_size_fn = peak_flops, batch_size_fn
+        self._throughput: Throughput | None = None
+        self._flops_per_image: float | None = None
+        self._example: Any = None  # a few training images, for the FLOP count
+        self._flops_counted = False
+        self._epoch_start = self._validation_start = self._validation_s = self._train_s = 0.0
+        self._batches = self._images = self._epoch_batches = self._epoch_images = 0
+
+    @override
+    @rank_zero_only
+    def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        peak = self.peak_flops or get_available_flops(
+            trainer.strategy.root_device, _plugin_to_compute_dtype(trainer.precision_plugin)
+        )
+        # one value per epoch: a window of two cumulative updates, the previous epoch's end and this one's
+        self._throughput = Throughput(available_flops=peak, world_size=trainer.world_size, window_size=2)
+        self._throughput.update(time=0.0, batches=0, samples=0, flops=0)
+        self._flops_per_image, self._example, self._flops_counted = None, None, False
+        self._batches, self._images, self._train_s = 0, 0, 0.0
+
+    @override
+    @rank_zero_only
+    def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._epoch_start, self._validation_s, self._epoch_batches, self._epoch_images = _now(trainer), 0.0, 0, 0
+
+    @override
+    @rank_zero_only
+    def on_train_batch_end(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._epoch_batches += 1
+        images = self.batch_size_fn(batch)
+        self._images, self._epoch_images = self._images + images, self._epoch_images + images
+        if not self._flops_counted and self._example is None:
+            first = batch[0] if isinstance(batch, (tuple, list)) else batch
+            # a copy: a slice would keep the whole batch's memory
+            self._example = first[:4].clone() if isinstance(first, Tensor) else first
+
+    @override
+    @rank_zero_only
+    def on_validation_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._validation_start = _now(trainer)
+
+    @override
+    @rank_zero_only
+    def on_validation_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._validation_s += _now(trainer) - self._validation_start
+
+    @override
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        writer = find_tensorboard(trainer, self)
+        if writer is None or self._throughput is None or self._epoch_batches == 0:
+            return
+        epoch_s = _now(trainer) - self._epoch_start
+        if not self._flops_counted and self._example is not None:
+            self._flops_per_image, self._example = self._count_flops(pl_module, self._example), None
+            self._flops_counted = True
+        self._batches += self._epoch_batches
+        self._train_s += max(epoch_s - self._validation_s, 1e-9)  # strictly increasing, as Throughput checks
+        flops = None if self._flops_per_image is None else self._flops_per_image * self._epoch_images
+        self._throughput.update(time=self._train_s, batches=self._batches, samples=self._images, flops=flops)
+        rates = self._throughput.compute()  # "device/...": per process; unprefixed: all processes, when several
+        step = epoch_step(trainer)
+        writer.add_scalar("Time/epoch_s", epoch_s, step)
+        images_per_s = rates.get("samples_per_sec", rates["device/samples_per_sec"])
+        writer.add_scalar("Throughput/images_per_s", images_per_s, step)
+        if "device/flops_per_sec" in rates:
+            flops_per_s = rates.get("flops_per_sec", rates["device/flops_per_sec"])
+            writer.add_scalar("Throughput/flops_per_s", flops_per_s, step)
+        if "device/mfu" in rates:  # the same share per device as for all of them
+            writer.add_scalar("Throughput/mfu", rates["device/mfu"], step)
+
+    def _count_flops(self, pl_module: "pl.LightningModule", images: Any) -> float | None:
+        """A training step's FLOPs (forward and backward) per image, leaving the module as it was."""
+        parameters = [parameter for parameter in pl_module.parameters() if parameter.requires_grad]
+
+        def step() -> tuple[Tensor | None, ...]:
+            logits = pl_module(images)
+            logits = logits["logits"] if isinstance(logits, dict) else logits
+            # gradients returned, not accumulated into .grad: the training step's own are untouched
+            return torch.autograd.grad(logits.float().sum(), parameters, allow_unused=True)
+
+        was_training = pl_module.training
+        pl_module.eval()  # no dropout (random numbers) and no batch-norm statistics updated
+        try:
+            with torch.enable_grad():
+                return measure_flops(pl_module, step) / len(images)
+        except Exception as err:  # a forward that does not take the images, no trainable parameters...
+            warn_once(self, f"could not count the model's FLOPs ({type(err).__name__}: {err}); no flops_per_s, no mfu.")
+            return None
+        finally:
+            pl_module.train(was_training)
+
+
+def _now(trainer: "pl.Trainer") -> float:
+    """The time once the device's queued work is done, so that CUDA's asynchronous work is counted."""
+    if trainer.strategy.root_device.type == "cuda":
+        torch.cuda.synchronize(trainer.strategy.root_device)
+    return time.perf_counter()
