@@ -110,7 +110,8 @@ class WarmupEMA:
 
     def __call__(self, averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
         # AveragedModel reads num_averaged on the host for every update anyway, so .item() adds no
-        # synchronisation; one fused in-place lerp, as torch's own get_ema_multi_avg_fn does
+        # synchronisation; one fused in-place lerp over all tensors, with torch's private _foreach ops
+        # exactly as torch's own get_ema_multi_avg_fn does (torch has no public fused lerp of lists)
         if not averaged[0].is_floating_point():  # batch norm's num_batches_tracked: a count, not averaged
             torch._foreach_copy_(averaged, current)
             return

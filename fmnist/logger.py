@@ -95,6 +95,8 @@ class RunLogger(TensorBoardLogger):
 
     @override
     def _get_next_version(self) -> int:
+        # Private, and Lightning's one place that picks the version number; no public hook decides it,
+        # and claiming the folder has to happen exactly when the number is handed out
         version = super()._get_next_version()
         if rank_zero_only.rank != 0 or get_protocol(self.root_dir) != "file":
             # other ranks receive rank zero's folder through Trainer.log_dir; remote file systems
@@ -142,7 +144,7 @@ class RunLogger(TensorBoardLogger):
     @rank_zero_only
     def close(self) -> None:
         """Close the run's event file, once its last stage is done; a later write opens a new file."""
-        if self._experiment is not None:
+        if self._experiment is not None:  # Lightning's attribute: reading .experiment would create a writer
             self._experiment.close()
 
     def discard(self) -> None:
