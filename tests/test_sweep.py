@@ -254,6 +254,23 @@ def test_a_killed_sweep_continues_to_exactly_n_trials(data_dir: Path, fast: Path
     assert "failed" in done.stdout and "2 of 2 trials finished" in done.stdout
 
 
+@pytest.mark.slow  # real processes, and a wait of GRACE seconds for the orphan
+def test_a_trial_that_never_beat_does_not_stall_the_resumed_sweep(data_dir: Path, fast: Path, tmp_path: Path) -> None:
+    """A process that dies between starting a trial and its first heartbeat (the database went away
+    then) leaves a running trial Optuna's own check never calls stale; the resumed sweep waited on it."""
+    space = write(tmp_path / "orphan.yaml", {**SPACE, "n_trials": 1})
+    command = sweep_command(data_dir, "--space", str(space), "--config", str(fast))
+    first = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    orphan = study("orphan").ask()  # running, and no heartbeat ever
+    write(space, {**SPACE, "n_trials": 2})
+    done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    trials = study("orphan").trials
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert len(finished(trials)) == 2 and "2 of 2 trials finished" in done.stdout
+
+
 BAD_SPACES = {
     "unknown key": (
         {"space": {"model.nope": {"type": "float", "low": 0.1, "high": 0.2}}},

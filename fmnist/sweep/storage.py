@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
 
 #: Seconds between a running trial's heartbeats, and of silence after which it counts as killed:
@@ -119,6 +120,7 @@ class PatientStorage(optuna.storages.RDBStorage):
         self.given = given or url  # the URL as the user wrote it, for messages
         self.wait, self.last_fault = wait, float("-inf")
         self.gone: str | None = None  # once the wait is over: the database's last words
+        self.unbeaten: dict[int, float] = {}  # running trials without a heartbeat: when this process first saw them
         self.patiently(optuna.storages.RDBStorage.__init__, url, **kwargs)
 
     def patiently(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -154,7 +156,26 @@ class PatientStorage(optuna.storages.RDBStorage):
         # only public knob, grace_period, is fixed; right after an outage every running trial looks stale
         if time.monotonic() - self.last_fault < RECOVERY:
             return []
-        return self.patiently(optuna.storages.RDBStorage._get_stale_trial_ids, study_id)
+        stale = self.patiently(optuna.storages.RDBStorage._get_stale_trial_ids, study_id)
+        return stale + self.patiently(PatientStorage._never_beaten, study_id)
+
+    def _never_beaten(self, study_id: int) -> list[int]:
+        """Running trials that this process has seen without a single heartbeat for longer than GRACE.
+
+        A trial beats within milliseconds of its start; one that never did lost its process in between
+        (the database went away, or a retried call had already created it). Optuna's own check skips
+        such trials, so they would count as running for ever and a resumed sweep would wait on them.
+        Timed on this process's clock, as the database's clock times the heartbeats: no clock skew.
+        """
+        query = sqlalchemy.text(  # Optuna's schema (trials, trial_heartbeats), which its migrations keep
+            "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id"
+            " WHERE t.study_id = :study AND t.state = 'RUNNING' AND h.trial_id IS NULL"
+        )
+        with self.engine.connect() as connection:
+            ids = connection.execute(query, {"study": study_id}).scalars().all()
+        now = time.monotonic()
+        self.unbeaten = {trial: self.unbeaten.get(trial, now) for trial in ids}
+        return [trial for trial, seen in self.unbeaten.items() if now - seen > GRACE]
 
 
 def _patient(name: str) -> Callable[..., Any]:
