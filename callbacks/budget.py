@@ -6,6 +6,7 @@ length is the run's, ends with the last of them.
 """
 
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -45,15 +46,19 @@ class TimeBudget(Callback):
     with the last epoch. It prints one line: what it measured and what it chose.
 
     The forecast does not see the loop's and the other callbacks' work (logging, pictures,
-    checkpoints) nor a machine that slows down later; the margin is for them. After the first
-    epoch the callback compares its real time with the forecast and warns when the run would end
-    past the budget. ``trainer.max_time`` stays the hard stop; this callback never changes it.
+    checkpoints) nor a machine that slows down later; the margin is for them. At the start of every
+    later epoch the callback looks at the last epoch's real time: when the run would end past the
+    budget at that pace, it trains fewer epochs (the most that fit ``1 - margin`` of it, never more
+    than planned) and compresses the rest of every learning-rate schedule Lightning steps, so that it
+    still ends with the last step: each of Lightning's scheduler steps then moves the schedule
+    further (OneCycleLR still reaches its final rate), and it prints one line. ``trainer.max_time``
+    stays the hard stop; this callback never changes it.
 
     The copy, its optimizer and the random numbers the probe draws are thrown away: the run's
     weights, batch-norm statistics, weight averages and random numbers (Python's, NumPy's, torch's;
     not those of a loader's own ``generator``) are those of a run without it. The copy costs the
-    model's memory once more while the probe runs. A resumed run keeps
-    the epochs chosen when it began (they are saved in checkpoints), so its schedule stays whole.
+    model's memory once more while the probe runs. A resumed run keeps the epochs, and the
+    compression, of the run it resumes (they are saved in checkpoints), so its schedule stays whole.
     Under DDP, rank zero's measurement decides for every process.
 
     Args:
@@ -81,12 +86,14 @@ class TimeBudget(Callback):
         self.first_epoch_seconds: float | None = None  #: the real time of this fit's first epoch
         self._start = self._epoch_start = 0.0
         self._line, self._resumed = "", False
+        self._compressed: list[_Compression | None] | None = None  # per schedule, once the epochs were cut
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         if stage != "fit":
             return
         self._start, self._epoch_start, self._line, self._resumed = time.monotonic(), 0.0, "", False
+        self._compressed = None
         self.epochs = self.epoch_seconds = self.first_epoch_seconds = None
         try:  # on every process: loading the data has collectives; the copies train side by side
             plan = self._plan(trainer, pl_module)
@@ -140,29 +147,103 @@ class TimeBudget(Callback):
     @override
     def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         now = time.monotonic()
-        if not self._epoch_start or self.first_epoch_seconds is not None or self._resumed or not self.epoch_seconds:
-            self._epoch_start = now
+        last, self._epoch_start = (now - self._epoch_start if self._epoch_start else None), now
+        if last is None or self._resumed or not self.epoch_seconds:
             return
-        self.first_epoch_seconds = real = now - self._epoch_start
-        end = now - self._start + (trainer.max_epochs - trainer.current_epoch) * real
-        if end > self.minutes * 60:
-            rank_zero_warn(
-                f"TimeBudget: the first epoch took {real:.1f} s, forecast {self.epoch_seconds:.1f} s; at that pace"
-                f" training ends after {end / 60:.1f} min, past the {self.minutes:g} min budget (trainer.max_time"
-                " is the hard stop; a larger margin leaves room for what the forecast does not see)"
-            )
+        if self.first_epoch_seconds is None:
+            self.first_epoch_seconds = last
+        plan = self._replan(trainer, last, now - self._start) if trainer.is_global_zero else None
+        plan = trainer.strategy.broadcast(plan, src=0)  # every process trains the same epochs
+        if plan is not None:
+            epochs, line = plan
+            self._compress(trainer, epochs)
+            self.epochs = trainer.fit_loop.max_epochs = epochs
+            rank_zero_info(line)
+
+    def _replan(self, trainer: "pl.Trainer", last: float, elapsed: float) -> tuple[int, str] | None:
+        """Fewer epochs when the last one's pace would end the run past the budget, and the line that says so."""
+        done, planned, budget = trainer.current_epoch, trainer.max_epochs, self.minutes * 60
+        if planned - done <= 1 or elapsed + (planned - done) * last <= budget:
+            return None
+        epochs = done + max(1, math.floor((budget * (1 - self.margin) - elapsed) / last))
+        if epochs >= planned:
+            return None
+        return epochs, (
+            f"TimeBudget: epoch {done} took {_seconds(last)}, forecast {_seconds(self.epoch_seconds)}; training"
+            f" {epochs} of the {planned} epochs, the rest of the schedule compressed to end with them:"
+            f" {(elapsed + (epochs - done) * last) / 60:.1f} min forecast of the {self.minutes:g} min budget"
+        )
+
+    def _compress(self, trainer: "pl.Trainer", epochs: int) -> None:
+        """From now on, Lightning's steps of each schedule move it as far as it would have gone in the planned epochs."""
+        done, planned = trainer.current_epoch, trainer.max_epochs
+        before = self._compressed or [None] * len(_counted_schedules(trainer))
+        self._compressed = []
+        for schedule, old in zip(_counted_schedules(trainer), before):
+            per_epoch = old.per_epoch if old else schedule.last_epoch / done  # Lightning's steps of it an epoch
+            end = old.end if old else round(per_epoch * planned)  # a fresh run's schedule starts at 0
+            steps = round(per_epoch * (epochs - done))
+            compressed = _Compression(schedule.last_epoch, end, steps, per_epoch) if steps else None
+            if compressed is not None:
+                compressed.move(schedule)
+            self._compressed.append(compressed)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # after Lightning has stepped the schedules of this batch (and of the epoch, at its last batch)
+        for schedule, compressed in zip(_counted_schedules(trainer), self._compressed or []):
+            if compressed is not None:
+                compressed.taken += schedule.last_epoch - compressed.seen
+                compressed.move(schedule)
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs}
+        schedules = self._compressed and [c and dataclasses.asdict(c) for c in self._compressed]
+        return {"epochs": self.epochs, "schedules": schedules}
 
     @override
     def on_load_checkpoint(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict) -> None:
         # runs after setup and before configure_optimizers: the restored schedule keeps the length it was made with
-        epochs = checkpoint.get("callbacks", {}).get(self.state_key, {}).get("epochs")
-        if epochs is not None:
-            self.epochs, self._resumed = epochs, True
-            trainer.fit_loop.max_epochs = epochs
+        state = checkpoint.get("callbacks", {}).get(self.state_key, {})
+        if state.get("epochs") is not None:
+            self.epochs, self._resumed = state["epochs"], True
+            self._compressed = state.get("schedules") and [c and _Compression(**c) for c in state["schedules"]]
+            trainer.fit_loop.max_epochs = self.epochs
+
+
+@dataclasses.dataclass
+class _Compression:
+    """A learning-rate schedule fitted into fewer epochs than it was made for.
+
+    Each of Lightning's steps of it moves it ``(end - start) / steps`` positions on, so that the last
+    training step uses position ``end - 1`` and Lightning's step after it reaches ``end``, as in a run
+    that trains all the planned epochs.
+    """
+
+    start: int  #: its position when compressed
+    end: int  #: its position at the end of the planned epochs
+    steps: int  #: Lightning's steps of it in the epochs now planned
+    per_epoch: float  #: Lightning's steps of it an epoch
+    taken: int = 0  #: Lightning's steps of it since
+    seen: int = 0  #: its position when this last moved it
+
+    def move(self, schedule: Any) -> None:
+        """Step ``schedule`` to where it goes after ``taken`` of Lightning's steps."""
+        target = (
+            self.end
+            if self.taken >= self.steps
+            else self.start + round((self.taken + 1) * (self.end - self.start) / self.steps) - 1
+        )
+        for _ in range(target - schedule.last_epoch):
+            schedule.step()
+        self.seen = schedule.last_epoch
+
+
+def _counted_schedules(trainer: "pl.Trainer") -> list[Any]:
+    """The learning-rate schedules Lightning steps by count (not ``ReduceLROnPlateau``, which follows a metric)."""
+    return [config.scheduler for config in trainer.lr_scheduler_configs if not config.reduce_on_plateau]
 
 
 def _time_steps(

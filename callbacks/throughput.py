@@ -1,4 +1,4 @@
-"""Training speed in TensorBoard's Scalars: images per second, seconds per epoch, model FLOPs utilisation.
+"""Training speed and model cost as scalars: images per second, seconds per epoch, FLOPs utilisation, parameters.
 
 On by default in ``python -m fmnist fit``; ``--config configs/profile.yaml`` adds where a step's
 time goes (``fmnist.profiler``).
@@ -22,7 +22,6 @@ from torch import Tensor
 from typing_extensions import override
 
 from callbacks.contract import warn_once
-from callbacks.tensorboard import epoch_step, find_tensorboard
 
 
 def count_images(batch: Any) -> int:
@@ -36,7 +35,7 @@ def count_images(batch: Any) -> int:
 
 
 class EpochThroughput(Callback):
-    """Log each training epoch's speed, at the step of the epoch's other scalars.
+    """Log each training epoch's speed and the model's cost, as the module's own epoch scalars are.
 
     - ``Time/epoch_s``: wall-clock seconds of the epoch, its validation included;
     - ``Throughput/images_per_s``: training images per second, all processes together, validation
@@ -44,7 +43,12 @@ class EpochThroughput(Callback):
     - ``Throughput/flops_per_s``: the model's training FLOPs per second, all processes together;
     - ``Throughput/mfu``: model FLOPs utilisation, the share of the devices' peak those FLOPs are,
       when the peak is known: ``peak_flops``, else Lightning's table of GPUs for the run's precision
-      (``get_available_flops``; it has no CPUs).
+      (``get_available_flops``; it has no CPUs);
+    - ``Model/params``: the trainable parameters; ``Model/flops_per_image``: a training step's
+      FLOPs per image (forward and backward) — costs that, unlike time, do not vary with the machine.
+
+    Every logger receives them (TensorBoard's Scalars, a CSV file, ...), and so does
+    ``trainer.callback_metrics``: a sweep can trade accuracy against them.
 
     Built on the parts of Lightning's ``ThroughputMonitor``: ``Throughput`` turns the counts into
     rates (rank zero's counts times the world size, as ``ThroughputMonitor`` sums over ranks);
@@ -124,10 +128,8 @@ class EpochThroughput(Callback):
             self._validation_s += _now(trainer) - self._validation_start
 
     @override
-    @rank_zero_only
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        writer = find_tensorboard(trainer, self)
-        if writer is None or self._throughput is None or self._epoch_batches == 0:
+        if not trainer.is_global_zero or self._throughput is None or self._epoch_batches == 0:
             return
         epoch_s = _now(trainer) - self._epoch_start
         if not self._flops_counted and self._example is not None:
@@ -138,15 +140,20 @@ class EpochThroughput(Callback):
         flops = None if self._flops_per_image is None else self._flops_per_image * self._epoch_images
         self._throughput.update(time=self._train_s, batches=self._batches, samples=self._images, flops=flops)
         rates = self._throughput.compute()  # "device/...": per process; unprefixed: all processes, when several
-        step = epoch_step(trainer)
-        writer.add_scalar("Time/epoch_s", epoch_s, step)
-        images_per_s = rates.get("samples_per_sec", rates["device/samples_per_sec"])
-        writer.add_scalar("Throughput/images_per_s", images_per_s, step)
+        values = {
+            "Time/epoch_s": epoch_s,
+            "Throughput/images_per_s": rates.get("samples_per_sec", rates["device/samples_per_sec"]),
+            "Model/params": sum(p.numel() for p in pl_module.parameters() if p.requires_grad),
+        }
         if "device/flops_per_sec" in rates:
-            flops_per_s = rates.get("flops_per_sec", rates["device/flops_per_sec"])
-            writer.add_scalar("Throughput/flops_per_s", flops_per_s, step)
+            values["Throughput/flops_per_s"] = rates.get("flops_per_sec", rates["device/flops_per_sec"])
+            values["Model/flops_per_image"] = self._flops_per_image
         if "device/mfu" in rates:  # the same share per device as for all of them
-            writer.add_scalar("Throughput/mfu", rates["device/mfu"], step)
+            values["Throughput/mfu"] = rates["device/mfu"]
+        # logged as the module's own epoch scalars are: by every logger, at their step, and into
+        # trainer.callback_metrics, where a sweep reads them (rank zero alone measures: no monitor in DDP)
+        for name, value in values.items():
+            pl_module.log(name, float(value), on_step=False, on_epoch=True, batch_size=1, rank_zero_only=True)
 
     def _count_flops(self, pl_module: "pl.LightningModule", images: Any) -> float | None:
         """A training step's FLOPs (forward and backward) per image, leaving the module as it was."""

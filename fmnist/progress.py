@@ -20,6 +20,9 @@ from typing_extensions import override
 MILESTONES = (0.25, 0.5, 0.75)
 #: An epoch whose first quarter took longer than this many seconds gets the in-epoch lines.
 LONG_EPOCH_S = 15.0
+#: Scalars the lines leave out (callbacks.EpochThroughput's): the speed they measure themselves, so that
+#: they have it without that callback too, and the model's cost, the same at every epoch.
+NOT_SHOWN = ("Time/", "Throughput/", "Model/")
 
 
 def _batch_size(batch: Any) -> int:
@@ -136,9 +139,9 @@ class LineProgressBar(ProgressBar):
 
     @staticmethod
     def _scalars(trainer: "pl.Trainer") -> dict[str, float]:
-        """The logged scalars, by name."""
+        """The logged scalars, by name, but for speed and cost."""
         return {
             name: float(value)
             for name, value in sorted(trainer.callback_metrics.items())
-            if isinstance(value, Tensor) and value.numel() == 1
+            if isinstance(value, Tensor) and value.numel() == 1 and not name.startswith(NOT_SHOWN)
         }

@@ -141,15 +141,27 @@ def test_a_resumed_run_keeps_the_epochs_it_began_with(data_dir: Path, monkeypatc
     assert trainer.lr_scheduler_configs[0].scheduler.total_steps == trainer.global_step == 2 * STEPS_PER_EPOCH
 
 
-def test_a_cost_the_probe_cannot_see_is_reported_after_the_first_epoch(data_dir: Path) -> None:
-    class SlowCallback(pl.Callback):
+def test_a_slowdown_the_probe_cannot_see_gets_fewer_epochs_and_a_schedule_that_still_ends(
+    data_dir: Path, printed
+) -> None:
+    class SlowDown(pl.Callback):  # a machine that slows down once training has begun
         def on_train_batch_end(self, *args) -> None:
             time.sleep(0.5)
 
-    budget = TimeBudget(minutes=0.05, probe_steps=2, margin=0)
-    with pytest.warns(UserWarning, match=r"TimeBudget: the first epoch took .* s, forecast .* s; at that pace"):
-        fit(data_dir, budget, 2, SlowCallback())
+    budget = TimeBudget(minutes=0.15, probe_steps=2, margin=0.2)
+    trainer, seconds = fit(data_dir, budget, 10, SlowDown())
     assert budget.first_epoch_seconds > STEPS_PER_EPOCH * 0.5 > budget.epoch_seconds
+    assert 2 <= budget.epochs < 10 and trainer.current_epoch == budget.epochs
+    assert seconds < 9, f"fit took {seconds:.1f} s of a 9 s budget"
+    # the one-cycle schedule, made for 10 epochs, was compressed into the epochs trained: it ended with them
+    schedule = trainer.lr_scheduler_configs[0].scheduler
+    assert schedule.total_steps == 10 * STEPS_PER_EPOCH > trainer.global_step == budget.epochs * STEPS_PER_EPOCH
+    assert schedule.last_epoch == schedule.total_steps
+    lrs = [point.value for point in events(run_dirs()[-1]).Scalars("lr-AdamW")]  # each step's learning rate
+    assert len(lrs) == trainer.global_step and max(lrs) > 0.5 * MAX_LR, "up the cycle"
+    assert lrs[-1] == pytest.approx(FINAL_LR, rel=1e-4), "and down to its end at the last step"
+    [line] = [message for message in printed() if message.startswith("TimeBudget: epoch 1 took")]
+    assert f"training {budget.epochs} of the 10 epochs, the rest of the schedule compressed" in line
 
 
 # --- models and loaders the probe cannot run, and wrong arguments -----------------------------

@@ -43,7 +43,7 @@ def test_the_study_run_shows_each_trial_the_best_so_far_and_what_mattered(
     (text,) = board.Tensors("Best trial/text_summary")
     assert b"python -m fmnist fit --config runs/lr/best.yaml" in text.tensor_proto.string_val[0]
     out = capsys.readouterr().out
-    assert "what mattered for Accuracy/val_best (fANOVA importance): model.lr " in out
+    assert "what mattered for Accuracy/val_best (PED-ANOVA importance): model.lr " in out
 
 
 TWO_METRICS = {

@@ -1,5 +1,6 @@
 """``callbacks.EpochThroughput``: images per second, seconds per epoch and FLOPs in Scalars, on any classifier."""
 
+import csv
 import math
 import os
 import subprocess
@@ -75,14 +76,22 @@ def test_a_model_it_cannot_count_still_gets_images_per_second() -> None:
     assert not {"Throughput/flops_per_s", "Throughput/mfu"} & set(tags)
 
 
-def test_without_tensorboard_it_warns_once_and_training_goes_on() -> None:
+def test_any_logger_gets_the_figures_and_callback_metrics_hold_them(tmp_path: Path) -> None:
     pl.seed_everything(3)
-    trainer = pl.Trainer(max_epochs=2, logger=pl.loggers.CSVLogger("csv"), callbacks=[callbacks.EpochThroughput()],
+    logger = pl.loggers.CSVLogger(tmp_path / "csv")
+    trainer = pl.Trainer(max_epochs=2, logger=logger, callbacks=[callbacks.EpochThroughput()],
                          enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
-    with pytest.warns(UserWarning) as caught:
-        trainer.fit(TinyRGBNet(), ColourShapes())
-    assert trainer.current_epoch == 2
-    assert sum("EpochThroughput writes to TensorBoard but" in str(w.message) for w in caught) == 1
+    model = TinyRGBNet()
+    trainer.fit(model, ColourShapes())
+    with open(Path(logger.log_dir) / "metrics.csv") as file:
+        rows = [row for row in csv.DictReader(file) if row["Time/epoch_s"]]
+    assert [int(row["epoch"]) for row in rows] == [0, 1]
+    assert all(float(row["Time/epoch_s"]) > 0 and float(row["Throughput/images_per_s"]) > 0 for row in rows)
+    params = sum(p.numel() for p in model.parameters())
+    assert {int(float(row["Model/params"])) for row in rows} == {params}
+    # what a sweep (python -m fmnist sweep --metric Accuracy/val_best,Model/params) or a checkpoint reads
+    assert trainer.callback_metrics["Model/params"] == params
+    assert trainer.callback_metrics["Time/epoch_s"] == pytest.approx(float(rows[-1]["Time/epoch_s"]))
 
 
 @pytest.mark.parametrize("peak_flops", [0, -1e12])

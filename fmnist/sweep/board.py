@@ -2,12 +2,13 @@
 
 Updated as trials finish (each worker writes its own event file there): every finished trial's
 metric, and the best so far, against the trial number (Scalars, ``Trial/<metric>`` and
-``Best/<metric>``). At the end of a sweep: which hyperparameter mattered (Optuna's fANOVA
+``Best/<metric>``). At the end of a sweep: which hyperparameter mattered (Optuna's PED-ANOVA
 importances, as a bar chart in Images and a table in Text), the best trial and the command that
 trains it again (Text), and for a study of two metrics its Pareto front (Images).
 ``tensorboard --logdir runs/<study>`` shows it next to the trials.
 """
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -47,16 +48,21 @@ class StudyRun:
             self._writer = None
 
 
-def importances(study: optuna.Study, metrics: list[str]) -> dict[str, dict[str, float]]:
-    """Optuna's parameter importances (fANOVA) for each metric; empty where they cannot be computed.
+def importances(study: optuna.Study, metrics: list[str], directions: list[str]) -> dict[str, dict[str, float]]:
+    """Optuna's parameter importances (PED-ANOVA, its default) for each metric; empty where they cannot be computed.
 
-    They need at least two complete trials that differ in some parameter.
+    They need at least two complete trials that differ in some parameter. PED-ANOVA ranks the
+    parameters by how much the best trials' values differ from all trials' values; given a metric as
+    a target (several metrics), it takes low values as the best, so a maximized metric is negated.
     """
     result = {}
-    for index, metric in enumerate(metrics):
-        target = None if len(metrics) == 1 else lambda t, i=index: t.values[i]
+    for index, (metric, direction) in enumerate(zip(metrics, directions)):
+        sign = -1.0 if direction == "maximize" else 1.0
+        target = None if len(metrics) == 1 else lambda t, i=index, s=sign: s * t.values[i]
         try:
-            result[metric] = optuna.importance.get_param_importances(study, target=target)
+            with warnings.catch_warnings():  # the sign above is what its warning about low target values asks for
+                warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes the importances")
+                result[metric] = optuna.importance.get_param_importances(study, target=target)
         except (ValueError, RuntimeError):  # too few complete trials, or no parameter varies
             result[metric] = {}
     return result
@@ -76,7 +82,7 @@ def write_end(
         for metric, values in found.items():
             if not values:
                 continue
-            picture = bar_chart(list(values.items()), unit="", title=f"parameter importance for {metric} (fANOVA)")
+            picture = bar_chart(list(values.items()), unit="", title=f"parameter importance for {metric} (PED-ANOVA)")
             writer.add_image(f"Importance/{metric}", picture, global_step=step)
             rows = "\n".join(f"| {name} | {value:.3f} |" for name, value in values.items())
             writer.add_text(f"Importance/{metric}", f"| parameter | importance |\n|---|---|\n{rows}", global_step=step)

@@ -52,18 +52,20 @@ def summary(study: optuna.Study, config: Sweep) -> None:
     for i, metric in enumerate(metrics):
         values = [t.values[i] for t in complete]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        print(f"{metric} over {len(values)} complete trials: {statistics.mean(values):.4f} ± {spread:.4f}")
-    found = board.importances(study, metrics)
+        digits = 0 if all(float(v).is_integer() for v in values) else 4  # counts, or accuracies and losses
+        mean = statistics.mean(values)
+        print(f"{metric} over {len(values)} complete trials: {mean:.{digits}f} ± {spread:.{digits}f}")
+    found = board.importances(study, metrics, directions)
     for metric, importance in found.items():
         if importance:
             ranked = ", ".join(f"{name} {value:.2f}" for name, value in importance.items())
-            print(f"what mattered for {metric} (fANOVA importance): {ranked}")
-    best = [study.best_trial] if len(metrics) == 1 else sorted(study.best_trials, key=lambda t: t.number)
+            print(f"what mattered for {metric} (PED-ANOVA importance): {ranked}")
+    best = [study.best_trial] if len(metrics) == 1 else sorted(study.best_trials, key=lambda t: sign * t.values[0])
     commands = {}
     if len(metrics) > 1:
         print(f"Pareto-optimal trials ({', '.join(f'{m} {d}' for m, d in zip(metrics, directions))}):")
     for trial in best:
-        scores = ", ".join(f"{m} {v:.4f}" for m, v in zip(metrics, trial.values))
+        scores = ", ".join(f"{m} {_score(v)}" for m, v in zip(metrics, trial.values))
         chosen = ", ".join(f"{k}={_cell(v)}" for k, v in trial.params.items())
         name = "best.yaml" if len(metrics) == 1 else f"best_{trial.number}.yaml"
         path = write_best(trial, config, name)
@@ -120,7 +122,7 @@ def write_best(trial: FrozenTrial, config: Sweep, name: str = "best.yaml") -> Pa
         if f"--trainer.{flag}" not in config.fit_options:
             fit["trainer"][flag] = True
     values = ", ".join(f"{k}={_cell(v)}" for k, v in trial.params.items())
-    scores = ", ".join(f"{m} {v:.4f}" for m, v in zip(config.settings.metrics, trial.values))
+    scores = ", ".join(f"{m} {_score(v)}" for m, v in zip(config.settings.metrics, trial.values))
     path = config.root / name
     header = (
         f"# Trial {trial.number} of study {config.settings.study}: {scores}\n"
@@ -131,9 +133,21 @@ def write_best(trial: FrozenTrial, config: Sweep, name: str = "best.yaml") -> Pa
 
 
 def _cell(value: Any) -> str:
+    """A value in the table and the trial lines: counts (such as Model/params) whole, other floats to 4 digits.
+
+    >>> _cell(0.86677), _cell(631306.0), _cell(None), _cell(64)
+    ('0.8668', '631306', '-', '64')
+    """
     if value is None:
         return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.0f}" if value.is_integer() and abs(value) >= 1e4 else f"{value:.4g}"
+    return str(value)
+
+
+def _score(value: float) -> str:
+    """A metric in the summary: whole counts as they are, other values to 4 decimals (accuracies)."""
+    return f"{value:.0f}" if float(value).is_integer() and abs(value) >= 1e4 else f"{value:.4f}"
 
 
 def _minutes(trial: FrozenTrial) -> str:
