@@ -17,6 +17,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from callbacks import TimeBudget
 from fmnist.checkpoints import CHECKPOINT_SHORTHANDS, checkpoint_step, newest_checkpoint
 from fmnist.data import FashionMNISTDataModule
 from fmnist.errors import InputError
@@ -66,6 +67,7 @@ class FashionCLI(LightningCLI):
         **kwargs: Any,
     ) -> None:
         self.run_dir, self.instantiate = run_dir, instantiate
+        self._given_tta: list[str] | None = None  # --model.tta as given, over a checkpoint's (parse_arguments)
         # parse errors become one fmnist: error line, without argparse's usage wall
         defaults = {"default_config_files": [str(DEFAULT_CONFIG)], "exit_on_error": False}
         parser_kwargs: dict[str, Any] = {"exit_on_error": False, "prog": _prog(), "description": DESCRIPTION}
@@ -132,6 +134,7 @@ class FashionCLI(LightningCLI):
             _log_into(loggers, self.run_dir)
         elif config.get("ckpt_path"):
             self._use_checkpoint(config, loggers, resume=subcommand == "fit")
+        self._given_tta = config.model.get("tta")
         self.save_config_kwargs["config_filename"] = (
             f"{subcommand}_config.yaml" if subcommand not in (None, "fit") else "config.yaml"
         )
@@ -151,7 +154,13 @@ class FashionCLI(LightningCLI):
             loggers[0].init_args.purge_step = step
 
     def before_instantiate_classes(self) -> None:
-        trainer = (self.config.get(self.subcommand) if self.subcommand else self.config).trainer
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        if self._given_tta is not None:
+            # LightningCLI has just put the checkpoint's hyperparameters over the command line's
+            # (its _parse_ckpt_path); the views to average are chosen at evaluation, not at training:
+            # --model.tta on validate, test or predict applies to any checkpoint ('[]': none)
+            config.model.tta = self._given_tta
+        trainer = config.trainer
         callbacks = trainer.callbacks if isinstance(trainer.callbacks, list) else [trainer.callbacks]
         configured = any("ProgressBar" in str(c.get("class_path", "")) for c in callbacks if isinstance(c, Namespace))
         if trainer.enable_progress_bar is not False and not configured and not sys.stderr.isatty():
@@ -211,6 +220,9 @@ class FashionCLI(LightningCLI):
         device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
         epochs = trainer.max_epochs
         what = f"{epochs} epoch{'s' * (epochs != 1)}" if subcommand == "fit" and epochs and epochs > 0 else "the model"
+        budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)
+        if subcommand == "fit" and budget is not None:  # it chooses the epochs once fit has begun
+            what = f"up to {what} in {budget.minutes:g} min (TimeBudget)"
         source = f" from {shown(config.ckpt_path)}" if config.get("ckpt_path") else ""
         folder = f"; run folder {shown(trainer.log_dir)}" if trainer.log_dir else ""
         seed = config.get("seed_everything")

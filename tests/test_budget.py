@@ -149,7 +149,8 @@ def test_a_slowdown_the_probe_cannot_see_gets_fewer_epochs_and_a_schedule_that_s
             time.sleep(0.5)
 
     budget = TimeBudget(minutes=0.15, probe_steps=2, margin=0.2)
-    trainer, seconds = fit(data_dir, budget, 10, SlowDown())
+    every_epoch = ModelCheckpoint(dirpath="ckpt", save_top_k=-1, filename="{epoch}")
+    trainer, seconds = fit(data_dir, budget, 10, SlowDown(), every_epoch)
     assert budget.first_epoch_seconds > STEPS_PER_EPOCH * 0.5 > budget.epoch_seconds
     assert 2 <= budget.epochs < 10 and trainer.current_epoch == budget.epochs
     assert seconds < 9, f"fit took {seconds:.1f} s of a 9 s budget"
@@ -162,6 +163,23 @@ def test_a_slowdown_the_probe_cannot_see_gets_fewer_epochs_and_a_schedule_that_s
     assert lrs[-1] == pytest.approx(FINAL_LR, rel=1e-4), "and down to its end at the last step"
     [line] = [message for message in printed() if message.startswith("TimeBudget: epoch 1 took")]
     assert f"training {budget.epochs} of the 10 epochs, the rest of the schedule compressed" in line
+
+    # resumed from the checkpoint of the first compressed epoch, it keeps the epochs and the compression
+    every_epoch = ModelCheckpoint(dirpath="ckpt2", save_top_k=-1, filename="{epoch}")
+    again = TimeBudget(minutes=60, probe_steps=2)
+    trainer, _ = fit(data_dir, again, 10, every_epoch, ckpt_path=next(Path("ckpt").glob("epoch=1*.ckpt")))
+    assert again.epochs == budget.epochs and trainer.current_epoch == budget.epochs
+    schedule = trainer.lr_scheduler_configs[0].scheduler
+    assert schedule.last_epoch == schedule.total_steps == 10 * STEPS_PER_EPOCH
+    lrs = [point.value for point in events(run_dirs()[-1]).Scalars("lr-AdamW")]
+    assert lrs[-1] == pytest.approx(FINAL_LR, rel=1e-4)
+
+
+def test_the_first_line_says_that_the_budget_chooses_the_epochs(fmnist, capsys) -> None:
+    budget = ["--trainer.callbacks+=callbacks.TimeBudget", "--trainer.callbacks.minutes", "5"]
+    assert fmnist("fit", "--trainer.max_epochs", "1", *budget, "--test_after_fit", "false") == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("fmnist fit: up to 1 epoch in 5 min (TimeBudget), seed 42, on 1 cpu"), first
 
 
 # --- models and loaders the probe cannot run, and wrong arguments -----------------------------

@@ -64,6 +64,7 @@ def test_fit_into_a_pipe_writes_lines_and_on_a_terminal_the_bar(data_dir: Path) 
     epochs = [line for line in lines if line.startswith("epoch ")]
     assert [line.split()[1] for line in epochs] == ["1/2", "2/2"]
     assert all("Accuracy/val " in line and " images/s" in line for line in epochs)
+    assert not [line for line in epochs if "Model/" in line or "Time/" in line], "speed once, costs in Scalars"
     assert lines[-1].startswith("TensorBoard ") and len(out) < 20_000
     code, out = run_on_terminal(command(data_dir, "fit", *SHORT))
     assert code == 0, out[-2000:]
