@@ -2,8 +2,8 @@
 
 fmnist lists them in ``configs/default.yaml`` as ``class_path: callbacks.<Name>``, but they know
 nothing of fmnist: any image classification LightningModule can use them with default arguments.
-Every one writes through the trainer's TensorBoardLogger (found by :func:`find_tensorboard`) on
-global rank zero. The contract:
+Every one that draws writes through the trainer's TensorBoardLogger (found by :func:`find_tensorboard`)
+on global rank zero; ``EpochThroughput``'s scalars go through ``self.log``, to every logger. The contract:
 
 - Dependencies: torch, torchvision, lightning, torchmetrics, tensorboard, numpy and Pillow only;
   the fmnist application depends on this library, never the reverse.

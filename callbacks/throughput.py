@@ -5,7 +5,7 @@ time goes (``fmnist.profiler``).
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -25,13 +25,21 @@ from callbacks.contract import warn_once
 
 
 def count_images(batch: Any) -> int:
-    """The number of images in a batch ``(images, labels, ...)``, or in a bare tensor of images.
+    """The images in a batch: a tensor of them, ``(images, labels, ...)``, or a mapping whose first value
+    is the images (``{"image": ..., "file": ...}``); 0 when it holds none of these.
 
     >>> count_images((torch.zeros(8, 1, 28, 28), torch.zeros(8)))
     8
+    >>> count_images({"image": torch.zeros(3, 1, 28, 28), "file": ["a", "b", "c"]}), count_images("?")
+    (3, 0)
     """
-    images = batch[0] if isinstance(batch, (tuple, list)) else batch
-    return len(images)
+    if isinstance(batch, Tensor):
+        return len(batch)
+    if isinstance(batch, (tuple, list)) and batch:
+        return count_images(batch[0])
+    if isinstance(batch, Mapping) and batch:
+        return count_images(next(iter(batch.values())))
+    return 0
 
 
 class EpochThroughput(Callback):

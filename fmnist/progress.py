@@ -8,13 +8,14 @@ an epoch that takes longer than a minute.
 
 import sys
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ProgressBar
 from torch import Tensor
 from typing_extensions import override
+
+from callbacks.throughput import count_images
 
 #: Within a long epoch, a line at each of these fractions of its batches.
 MILESTONES = (0.25, 0.5, 0.75)
@@ -23,17 +24,6 @@ LONG_EPOCH_S = 15.0
 #: Scalars the lines leave out (callbacks.EpochThroughput's): the speed they measure themselves, so that
 #: they have it without that callback too, and the model's cost, the same at every epoch.
 NOT_SHOWN = ("Time/", "Throughput/", "Model/")
-
-
-def _batch_size(batch: Any) -> int:
-    """Images in a batch of ``(images, ...)``, ``{"image": ...}`` or a bare tensor; 0 when unknown."""
-    if isinstance(batch, Tensor):
-        return len(batch)
-    if isinstance(batch, (tuple, list)) and batch:
-        return _batch_size(batch[0])
-    if isinstance(batch, Mapping) and batch:
-        return _batch_size(next(iter(batch.values())))
-    return 0
 
 
 class LineProgressBar(ProgressBar):
@@ -76,7 +66,7 @@ class LineProgressBar(ProgressBar):
     def on_train_batch_end(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self._images += _batch_size(batch)
+        self._images += count_images(batch)
         self._trained_s = time.perf_counter() - self._start  # images/s counts training batches, not validation
         total = self.total_train_batches
         if not isinstance(total, int) or total <= 0:
@@ -123,7 +113,7 @@ class LineProgressBar(ProgressBar):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._images += _batch_size(batch)
+        self._images += count_images(batch)
 
     @override
     def on_predict_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:

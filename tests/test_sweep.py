@@ -121,7 +121,9 @@ def test_a_multi_seed_study_measures_each_seed_on_the_test_split(
         )
     values = [t.value for t in trials]
     mean, std = statistics.mean(values), statistics.stdev(values)
-    assert f"Accuracy/test over 2 complete trials: {mean:.4f} ± {std:.4f}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"Accuracy/test over 2 complete trials: {mean:.4f} ± {std:.4f}" in out
+    assert "what mattered" not in out, "one searched option takes all the importance: nothing to learn"
     # with pruner none nothing is reported per epoch, so no warning that Accuracy/test is not there yet
     assert not [w for w in recwarn if "not in the evaluation logs" in str(w.message)]
 

@@ -51,7 +51,8 @@ class StudyRun:
 def importances(study: optuna.Study, metrics: list[str], directions: list[str]) -> dict[str, dict[str, float]]:
     """Optuna's parameter importances (PED-ANOVA, its default) for each metric; empty where they cannot be computed.
 
-    They need at least two complete trials that differ in some parameter. PED-ANOVA ranks the
+    They need at least two complete trials that differ in some parameter, and say something only
+    with two parameters or more (one takes all the importance, whatever it does). PED-ANOVA ranks the
     parameters by how much the best trials' values differ from all trials' values; given a metric as
     a target (several metrics), it takes low values as the best, so a maximized metric is negated.
     """
@@ -62,7 +63,8 @@ def importances(study: optuna.Study, metrics: list[str], directions: list[str]) 
         try:
             with warnings.catch_warnings():  # the sign above is what its warning about low target values asks for
                 warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes the importances")
-                result[metric] = optuna.importance.get_param_importances(study, target=target)
+                found = optuna.importance.get_param_importances(study, target=target)
+            result[metric] = found if len(found) > 1 else {}
         except (ValueError, RuntimeError):  # too few complete trials, or no parameter varies
             result[metric] = {}
     return result
