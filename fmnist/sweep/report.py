@@ -141,13 +141,18 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.0f}" if value.is_integer() and abs(value) >= 1e4 else f"{value:.4g}"
+        return f"{value:.0f}" if _count(value) else f"{value:.4g}"
     return str(value)
 
 
 def _score(value: float) -> str:
     """A metric in the summary: whole counts as they are, other values to 4 decimals (accuracies)."""
-    return f"{value:.0f}" if float(value).is_integer() and abs(value) >= 1e4 else f"{value:.4f}"
+    return f"{value:.0f}" if _count(value) else f"{value:.4f}"
+
+
+def _count(value: float) -> bool:
+    """Whether a metric's value is a count (``Model/params``), not a share or a loss that happens to be whole."""
+    return float(value).is_integer() and abs(value) >= 1e4
 
 
 def _minutes(trial: FrozenTrial) -> str:
