@@ -52,7 +52,7 @@ def summary(study: optuna.Study, config: Sweep) -> None:
     for i, metric in enumerate(metrics):
         values = [t.values[i] for t in complete]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        digits = 0 if all(float(v).is_integer() for v in values) else 4  # counts, or accuracies and losses
+        digits = 0 if all(_count(v) for v in values) else 4  # counts, or accuracies and losses
         mean = statistics.mean(values)
         print(f"{metric} over {len(values)} complete trials: {mean:.{digits}f} ± {spread:.{digits}f}")
     found = board.importances(study, metrics, directions)
