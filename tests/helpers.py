@@ -4,6 +4,7 @@ Fixtures live in ``conftest.py``; plain functions and classes live here, so that
 them like any module rather than from ``conftest``.
 """
 
+import contextlib
 import gzip
 import json
 import socket
@@ -49,6 +50,19 @@ def write_dataset(folder: Path, train: int = 384, test: int = 128, compress: boo
         write_idx(folder / f"{prefix}-images-idx3-ubyte", images, compress)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels, compress)
     return folder
+
+
+def fit_in(root: Path, *args: str) -> list[Path]:
+    """``python -m fmnist fit ARGS`` (quiet) in this process, from the folder ``root``; the run folders it holds."""
+    from fmnist.main import main  # here, not at the top: docs/screenshots.py imports this module without it
+
+    argv, sys.argv = sys.argv, ["fmnist"]  # LightningCLI reads sys.argv; pytest's own arguments are not fmnist's
+    try:
+        with contextlib.chdir(root):
+            main(["fit", *args, *QUIET])
+    finally:
+        sys.argv = argv
+    return run_dirs(root / "runs")
 
 
 def events(run_dir: Path) -> EventAccumulator:

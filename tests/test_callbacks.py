@@ -14,8 +14,7 @@ from tensorboard.plugins.pr_curve import metadata as pr_metadata
 
 import callbacks
 from fmnist import CLASS_NAMES, FashionMNISTClassifier, FashionMNISTDataModule
-from fmnist.main import main
-from tests.helpers import QUIET, events, run_dirs, write_dataset
+from tests.helpers import events, fit_in, run_dirs, write_dataset
 
 EPOCHS = 2
 
@@ -25,12 +24,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One default fit (every callback on), shared by the tests that only read its files."""
     root = tmp_path_factory.mktemp("callbacks")
     data = write_dataset(root / "data", train=640, test=200)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setattr("sys.argv", ["fmnist"])
-        main(["fit", "--data.data_dir", str(data), "--data.val_size", "160", "--data.batch_size", "32",
-              "--trainer.max_epochs", str(EPOCHS), *QUIET])  # fmt: skip
-    (run_dir,) = run_dirs(root / "runs")
+    (run_dir,) = fit_in(root, "--data.data_dir", str(data), "--data.val_size", "160", "--data.batch_size", "32",
+                        "--trainer.max_epochs", str(EPOCHS))  # fmt: skip
     return run_dir
 
 

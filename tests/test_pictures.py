@@ -11,8 +11,7 @@ from PIL import Image
 
 from fmnist import CLASS_NAMES, pictures
 from fmnist.data import normalize
-from fmnist.main import main
-from tests.helpers import QUIET, events, run_dirs, write_dataset
+from tests.helpers import events, fit_in, write_dataset
 
 
 def garment(height: int = 28, width: int = 20) -> np.ndarray:
@@ -86,12 +85,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One short fit, shared: each test predicts with its checkpoint, into its run folder."""
     root = tmp_path_factory.mktemp("pictures")
     data = write_dataset(root / "data")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setattr("sys.argv", ["fmnist"])
-        main(["fit", "--data.data_dir", str(data), "--data.val_size", "128", "--trainer.max_epochs", "1",
-              "--test_after_fit", "false", *QUIET])  # fmt: skip
-    (run,) = run_dirs(root / "runs")
+    (run,) = fit_in(root, "--data.data_dir", str(data), "--data.val_size", "128", "--trainer.max_epochs", "1",
+                    "--test_after_fit", "false")  # fmt: skip
     return run
 
 

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist.main import main
 from fmnist.profiler import PART_ORDER, StepTimer
-from tests.helpers import QUIET, TensorBoardServer, events, run_dirs, write_dataset
+from tests.helpers import TensorBoardServer, events, fit_in, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 BREAKDOWN = {f"Profiler/{part}_ms" for part in PART_ORDER} | {"Profiler/step_ms"}
@@ -24,13 +23,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One profiled fit: 16 training batches, enough for wait 1, warm-up 1 and 3 active steps."""
     root = tmp_path_factory.mktemp("profiled")
     data = write_dataset(root / "data")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setattr("sys.argv", ["fmnist"])
-        main(["fit", "--config", str(REPO / "configs/profile.yaml"), "--data.data_dir", str(data),
-              "--data.download", "false", "--data.val_size", "128", "--data.batch_size", "16",
-              "--trainer.max_epochs", "1", *QUIET])  # fmt: skip
-    (run_dir,) = run_dirs(root / "runs")
+    (run_dir,) = fit_in(root, "--config", str(REPO / "configs/profile.yaml"), "--data.data_dir", str(data),
+                        "--data.download", "false", "--data.val_size", "128", "--data.batch_size", "16",
+                        "--trainer.max_epochs", "1")  # fmt: skip
     return run_dir
 
 

@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from fmnist import CLASS_NAMES
-from fmnist.main import main
-from tests.helpers import QUIET, TensorBoardServer, write_dataset
+from tests.helpers import TensorBoardServer, fit_in, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = "fashion_mnist_lr_0.001_bs_32/version_0"
@@ -25,11 +24,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TensorBoardServ
     """A default fit with the profiler on, and TensorBoard serving its runs folder."""
     root = tmp_path_factory.mktemp("served")
     data = write_dataset(root / "data", train=640, test=200)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)
-        patch.setattr("sys.argv", ["fmnist"])
-        main(["fit", "--config", str(REPO / "configs/profile.yaml"), "--data.data_dir", str(data),
-              "--data.val_size", str(VAL_IMAGES), "--data.batch_size", "32", "--trainer.max_epochs", str(EPOCHS), *QUIET])  # fmt: skip
+    fit_in(root, "--config", str(REPO / "configs/profile.yaml"), "--data.data_dir", str(data),
+           "--data.val_size", str(VAL_IMAGES), "--data.batch_size", "32", "--trainer.max_epochs", str(EPOCHS))  # fmt: skip
     with TensorBoardServer(root / "runs", root / "tensorboard.log", runs=[RUN]) as tensorboard:
         yield tensorboard
 
