@@ -22,7 +22,15 @@ from fmnist.model import FashionCNN
 
 REPO = Path(__file__).resolve().parents[1]
 #: The network's arguments among the model options of a configuration.
-NETWORK_OPTIONS = ("conv1_channels", "conv2_channels", "hidden_size", "dropout", "batch_norm")
+NETWORK_OPTIONS = (
+    "conv1_channels",
+    "conv2_channels",
+    "hidden_size",
+    "dropout",
+    "batch_norm",
+    "padding",
+    "conv3_channels",
+)
 
 
 def network(name: str) -> tuple[dict, int, float]:

@@ -124,8 +124,8 @@ def pr_curves(page, url: str) -> None:
 def hparams(page, url: str) -> None:
     page.goto(url + "/#hparams")
     page.get_by_text("Accuracy/val_best").filter(visible=True).first.wait_for(timeout=60_000)
-    same_in_every_run = {"channels_last", "conv1_channels", "conv2_channels", "data_dir", "download", "dropout",
-                         "hidden_size", "num_workers", "scheduler", "split_seed"}  # fmt: skip
+    same_in_every_run = {"channels_last", "conv1_channels", "conv2_channels", "conv3_channels", "data_dir", "download",
+                         "dropout", "hidden_size", "num_workers", "padding", "scheduler", "split_seed"}  # fmt: skip
     compared = {"lr", "batch_size", "optimizer", "val_size"}
     for box in page.locator("paper-checkbox").all():  # the columns that differ, and the metrics, fit on the page
         name, checked = box.inner_text().strip(), box.get_attribute("aria-checked") == "true"

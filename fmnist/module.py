@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import ClosedUnitInterval, PositiveFloat, PositiveInt
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
@@ -54,6 +54,9 @@ class FashionMNISTClassifier(LightningModule):
         hidden_size: width of the penultimate layer ``fc1``.
         dropout: dropout probability after ``fc1``.
         batch_norm: batch normalisation after each convolution.
+        padding: zero-padding of each 3x3 convolution: ``0`` (the tutorial's) or ``1``, which keeps the
+            maps' size.
+        conv3_channels: output channels of a third conv/pool block; ``0`` (the tutorial's): none.
         label_smoothing: label smoothing of the training loss (``F.cross_entropy``'s); validation
             and test losses stay the plain cross-entropy, comparable between runs.
         channels_last: keep convolution weights and inputs in channels-last memory order, which
@@ -76,6 +79,8 @@ class FashionMNISTClassifier(LightningModule):
         hidden_size: PositiveInt = 128,
         dropout: ClosedUnitInterval = 0.0,
         batch_norm: bool = False,
+        padding: Literal[0, 1] = 0,
+        conv3_channels: NonNegativeInt = 0,
         label_smoothing: ClosedUnitInterval = 0.0,
         channels_last: bool = True,
         tta: list[Literal["shift", "flip"]] | None = None,
@@ -85,7 +90,9 @@ class FashionMNISTClassifier(LightningModule):
         # kept as attributes: under LightningCLI, ``hparams`` holds their config, not the callables
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.net = FashionCNN(conv1_channels, conv2_channels, hidden_size, dropout, len(CLASS_NAMES), batch_norm)
+        self.net = FashionCNN(
+            conv1_channels, conv2_channels, hidden_size, dropout, len(CLASS_NAMES), batch_norm, padding, conv3_channels
+        )
         self.example_input_array = torch.zeros(1, 1, 28, 28)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)

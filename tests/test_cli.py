@@ -144,6 +144,8 @@ def test_python_dash_m_works_from_any_directory(tmp_path: Path) -> None:
         (["--trainer.max_epochs", "-5"], "trainer.max_epochs must be a positive number of epochs"),
         (["--trainer.max_epochs", "many"], 'Parser key "trainer.max_epochs"'),
         (["--data.val_size", "-1"], 'Parser key "data.val_size": Not of type NonNegativeInt'),
+        (["--model.padding", "2"], 'Parser key "model.padding"'),
+        (["--model.conv3_channels", "-8"], 'Parser key "model.conv3_channels": Not of type NonNegativeInt'),
         (["--data.val_size", "384"], "data.val_size=384 leaves no training images"),
         (["--no_such_option", "1"], "unrecognized arguments: --no_such_option"),
         (["--config", "missing.yaml"], "missing.yaml"),

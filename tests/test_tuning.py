@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from torch.utils.flop_counter import FlopCounterMode
 
 from fmnist import FashionCNN, FashionMNISTClassifier
 from fmnist.augment import RandomShiftFlip
@@ -26,6 +27,53 @@ def test_batch_norm_follows_each_convolution() -> None:
     assert net.conv1.bias is None and net.conv2.bias is None, "the normalisation's shift replaces the bias"
     assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in FashionCNN().modules()), "off by default"
+
+
+def test_without_the_new_options_a_seed_gives_the_tutorials_weights() -> None:
+    torch.manual_seed(0)  # the tutorial's layers, created in its order
+    tutorial = [
+        torch.nn.Conv2d(1, 32, 3),
+        torch.nn.Conv2d(32, 64, 3),
+        torch.nn.Linear(1600, 128),
+        torch.nn.Linear(128, 10),
+    ]
+    torch.manual_seed(0)
+    net = FashionCNN(padding=0, conv3_channels=0)
+    for layer, ours in zip(tutorial, (net.conv1, net.conv2, net.fc1, net.fc2), strict=True):
+        torch.testing.assert_close(ours.weight, layer.weight, rtol=0, atol=0)
+        torch.testing.assert_close(ours.bias, layer.bias, rtol=0, atol=0)
+    assert not hasattr(net, "conv3") and net.conv1.padding == (0, 0)
+
+
+def test_padding_and_a_third_block_make_a_deeper_cheaper_network() -> None:
+    net = FashionCNN(conv1_channels=32, conv2_channels=64, conv3_channels=128, padding=1, batch_norm=True)
+    sides = []
+    for conv in (net.conv1, net.conv2, net.conv3):
+        conv.register_forward_hook(lambda module, inputs, output: sides.append(output.shape[-1]))
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert sides == [28, 14, 7], "padding 1 keeps each map's size; each pooling halves it"
+    assert net.feature_side == 3 and net.fc1.in_features == 128 * 3 * 3
+    assert isinstance(net.bn3, torch.nn.BatchNorm2d) and net.conv3.bias is None
+    deeper = FlopCounterMode(display=False)
+    with deeper:
+        net(torch.zeros(1, 1, 28, 28))
+    wide = FlopCounterMode(display=False)
+    with wide:
+        FashionCNN(conv1_channels=64, conv2_channels=128, hidden_size=256, batch_norm=True)(torch.zeros(1, 1, 28, 28))
+    assert deeper.get_total_flops() < 0.8 * wide.get_total_flops(), "cheaper than the tuned two-block network"
+    # a third block without padding: 28 -> 26 -> 13 -> 11 -> 5 -> 3 -> 1
+    assert FashionCNN(conv3_channels=16).feature_side == 1
+
+
+def test_the_third_block_works_channels_last() -> None:
+    torch.manual_seed(0)
+    options = {"conv1_channels": 8, "conv2_channels": 16, "conv3_channels": 32, "padding": 1, "batch_norm": True}
+    fast = FashionMNISTClassifier(**options, channels_last=True)
+    plain = FashionMNISTClassifier(**options, channels_last=False)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(16, 1, 28, 28)
+    assert fast.net.conv3.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-5)
 
 
 def test_batch_norm_works_channels_last() -> None:
