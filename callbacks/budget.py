@@ -1,7 +1,7 @@
 """Fit a run into a time budget: time the first steps, then choose how many epochs to train.
 
 ``configs/tuned.yaml`` uses it: ``python -m fmnist fit --config configs/tuned.yaml`` trains as many of
-its 20 epochs as fit into 14 minutes on the machine it runs on, and its one-cycle schedule, whose
+its 30 epochs as fit into 14 minutes on the machine it runs on, and its one-cycle schedule, whose
 length is the run's, ends with the last of them.
 """
 

@@ -258,9 +258,9 @@ def test_the_tuned_config_trains_in_bf16_with_every_callback(fmnist) -> None:
     assert fmnist("fit", "--config", str(tuned), "--trainer.max_epochs", "1", "--trainer.precision", "bf16-mixed") == 0
     [run] = run_dirs()
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["trainer"]["precision"] == "bf16-mixed" and config["model"]["conv2_channels"] == 128
+    assert config["trainer"]["precision"] == "bf16-mixed" and config["model"]["conv3_channels"] == 128
     board = events(run)
     assert 0.0 <= board.Scalars("Accuracy/test")[-1].value <= 1.0  # tested after fit
-    assert board.Images("Sample Images") and board.Histograms("weights/net.conv2.weight")
+    assert board.Images("Sample Images") and board.Histograms("weights/net.conv3.weight")
     (tensors,) = run.glob("*/net.fc1/tensors.tsv")  # the projector's fc1 features, written as float text
     assert np.isfinite(np.loadtxt(tensors, delimiter="\t")).all()
