@@ -1,4 +1,4 @@
-"""Fit a run into a time budget: time the first steps, then choose how many epochs to train.
+"""Fit a run into a time budget: time the first steps, choose how many epochs to train, correct it as it goes.
 
 ``configs/tuned.yaml`` uses it: ``python -m fmnist fit --config configs/tuned.yaml`` trains as many of
 its 30 epochs as fit into 14 minutes on the machine it runs on, and its one-cycle schedule, whose
@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 from typing_extensions import override
 
 from callbacks.probe import time_steps, validations_per_epoch
@@ -34,19 +35,29 @@ class TimeBudget(Callback):
     with the last epoch. It prints one line: what it measured and what it chose.
 
     The forecast does not see the loop's and the other callbacks' work (logging, pictures,
-    checkpoints) nor a machine that slows down later; the margin is for them. At the start of every
-    later epoch the callback looks at the last epoch's real time: when the run would end past the
-    budget at that pace, it trains fewer epochs (the most that fit ``1 - margin`` of it, never more
-    than planned) and compresses the rest of every learning-rate schedule Lightning steps, so that it
-    still ends with the last step: each of Lightning's scheduler steps then moves the schedule
-    further (OneCycleLR still reaches its final rate), and it prints one line. ``trainer.max_time``
-    stays the hard stop; this callback never changes it.
+    checkpoints) nor a machine whose speed changes later; the margin is for them. At the start of
+    every later epoch the callback looks at the last epoch's real time and plans again at that pace:
+
+    - when the run would end past the budget, it trains fewer epochs (the most that fit
+      ``1 - margin`` of it) and compresses the rest of every learning-rate schedule Lightning steps:
+      each of Lightning's steps then moves the schedule further;
+    - when more epochs fit ``1 - margin`` of the budget than are planned (the probe forecast slower
+      steps than the run takes), it trains more, up to the configured ``max_epochs``, and stretches
+      the rest of every schedule: some of Lightning's steps then leave it where it was. Only a
+      schedule whose rate follows from its position alone can stay in place (``OneCycleLR``,
+      ``LambdaLR``); with any other, the planned epochs stay, and the callback says so once.
+
+    Either way each schedule still ends with the last step (OneCycleLR reaches its final rate), and
+    the callback prints one line. Between the two (the run ends between ``1 - margin`` and the whole
+    budget) nothing changes, so one epoch's noise does not move the plan back and forth.
+    ``trainer.max_time`` stays the hard stop; this callback never changes it.
 
     The copy, its optimizer and the random numbers the probe draws are thrown away: the run's
     weights, batch-norm statistics, weight averages and random numbers (Python's, NumPy's, torch's;
     not those of a loader's own ``generator``) are those of a run without it. The copy costs the
     model's memory once more while the probe runs. A resumed run keeps the epochs, and the
-    compression, of the run it resumes (they are saved in checkpoints), so its schedule stays whole.
+    schedules' compression or stretch, of the run it resumes (they are saved in checkpoints), so its
+    schedule stays whole.
     Under DDP, rank zero's measurement decides for every process.
 
     Args:
@@ -73,15 +84,17 @@ class TimeBudget(Callback):
         self.epoch_seconds: float | None = None  #: the forecast of an epoch, its validation included
         self.first_epoch_seconds: float | None = None  #: the real time of this fit's first epoch
         self._start = self._epoch_start = 0.0
-        self._line, self._resumed = "", False
-        self._compressed: list[_Compression | None] | None = None  # per schedule, once the epochs were cut
+        self._line, self._resumed, self._most, self._told = "", False, math.inf, False
+        self._refitted: list[_Refit | None] | None = None  # per schedule, once the epochs changed
 
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         if stage != "fit":
             return
         self._start, self._epoch_start, self._line, self._resumed = time.monotonic(), 0.0, "", False
-        self._compressed = None
+        self._refitted, self._told = None, False
+        configured = trainer.max_epochs
+        self._most = configured if configured is not None and configured > 0 else math.inf
         self.epochs = self.epoch_seconds = self.first_epoch_seconds = None
         try:  # on every process: loading the data has collectives; the copies train side by side
             plan = self._plan(trainer, pl_module)
@@ -144,51 +157,64 @@ class TimeBudget(Callback):
         plan = trainer.strategy.broadcast(plan, src=0)  # every process trains the same epochs
         if plan is not None:
             epochs, line = plan
-            self._compress(trainer, epochs)
-            self.epochs = trainer.fit_loop.max_epochs = epochs
+            if epochs != trainer.max_epochs:
+                self._refit(trainer, epochs)
+                self.epochs = trainer.fit_loop.max_epochs = epochs
             rank_zero_info(line)
 
     def _replan(self, trainer: "pl.Trainer", last: float, elapsed: float) -> tuple[int, str] | None:
-        """Fewer epochs when the last one's pace would end the run past the budget, and the line that says so."""
+        """The epochs to train at the last epoch's pace, when they change, and the line that says so."""
         done, planned, budget = trainer.current_epoch, trainer.max_epochs, self.minutes * 60
-        if planned - done <= 1 or elapsed + (planned - done) * last <= budget:
-            return None
-        epochs = done + max(1, math.floor((budget * (1 - self.margin) - elapsed) / last))
-        if epochs >= planned:
+        fitting = done + math.floor((budget * (1 - self.margin) - elapsed) / last)
+        if elapsed + (planned - done) * last > budget:  # past the budget at this pace
+            epochs, change = max(done + 1, fitting), "compressed"
+            if epochs >= planned:
+                return None
+        elif fitting > planned and self._most > planned:  # room for more
+            epochs, change = int(min(fitting, self._most)), "stretched"
+            fixed = [type(s).__name__ for s in _counted_schedules(trainer) if not isinstance(s, (OneCycleLR, LambdaLR))]
+            if fixed:
+                if self._told:
+                    return None
+                self._told = True
+                return planned, (
+                    f"TimeBudget: epoch {done} took {_seconds(last)}, forecast {_seconds(self.epoch_seconds)}; {epochs}"
+                    f" epochs would fit, but {', '.join(fixed)}'s rate depends on its past steps, so its schedule"
+                    f" cannot be stretched: training the {planned} epochs planned"
+                )
+        else:
             return None
         return epochs, (
             f"TimeBudget: epoch {done} took {_seconds(last)}, forecast {_seconds(self.epoch_seconds)}; training"
-            f" {epochs} of the {planned} epochs, the rest of the schedule compressed to end with them:"
+            f" {epochs} epochs, not {planned}, the rest of the schedule {change} to end with them:"
             f" {(elapsed + (epochs - done) * last) / 60:.1f} min forecast of the {self.minutes:g} min budget"
         )
 
-    def _compress(self, trainer: "pl.Trainer", epochs: int) -> None:
+    def _refit(self, trainer: "pl.Trainer", epochs: int) -> None:
         """From now on, Lightning's steps of each schedule move it as far as it would have gone in the planned epochs."""
         done, planned = trainer.current_epoch, trainer.max_epochs
-        before = self._compressed or [None] * len(_counted_schedules(trainer))
-        self._compressed = []
+        before = self._refitted or [None] * len(_counted_schedules(trainer))
+        self._refitted = []
         for schedule, old in zip(_counted_schedules(trainer), before):
             per_epoch = old.per_epoch if old else schedule.last_epoch / done  # Lightning's steps of it an epoch
             end = old.end if old else round(per_epoch * planned)  # a fresh run's schedule starts at 0
             steps = round(per_epoch * (epochs - done))
-            compressed = _Compression(schedule.last_epoch, end, steps, per_epoch) if steps else None
-            if compressed is not None:
-                compressed.move(schedule)
-            self._compressed.append(compressed)
+            refitted = _Refit(schedule.last_epoch, end, steps, per_epoch, seen=schedule.last_epoch) if steps else None
+            self._refitted.append(refitted)
 
     @override
     def on_train_batch_end(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         # after Lightning has stepped the schedules of this batch (and of the epoch, at its last batch)
-        for schedule, compressed in zip(_counted_schedules(trainer), self._compressed or []):
-            if compressed is not None:
-                compressed.taken += schedule.last_epoch - compressed.seen
-                compressed.move(schedule)
+        for schedule, refitted in zip(_counted_schedules(trainer), self._refitted or []):
+            if refitted is not None:
+                refitted.taken += schedule.last_epoch - refitted.seen
+                refitted.move(schedule)
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        schedules = self._compressed and [c and dataclasses.asdict(c) for c in self._compressed]
+        schedules = self._refitted and [c and dataclasses.asdict(c) for c in self._refitted]
         return {"epochs": self.epochs, "schedules": schedules}
 
     @override
@@ -197,33 +223,48 @@ class TimeBudget(Callback):
         state = checkpoint.get("callbacks", {}).get(self.state_key, {})
         if state.get("epochs") is not None:
             self.epochs, self._resumed = state["epochs"], True
-            self._compressed = state.get("schedules") and [c and _Compression(**c) for c in state["schedules"]]
+            self._refitted = state.get("schedules") and [c and _Refit(**c) for c in state["schedules"]]
             trainer.fit_loop.max_epochs = self.epochs
 
 
 @dataclasses.dataclass
-class _Compression:
-    """A learning-rate schedule fitted into fewer epochs than it was made for.
+class _Refit:
+    """A learning-rate schedule fitted into fewer or more epochs than it was made for.
 
-    Each of Lightning's steps of it moves it ``(end - start) / steps`` positions on, so that the last
-    training step uses position ``end - 1`` and Lightning's step after it reaches ``end``, as in a run
-    that trains all the planned epochs.
+    Its positions from ``start`` to ``end - 1`` are spread evenly over Lightning's ``steps`` steps of
+    it: the first training step after the change uses position ``start``, the last one ``end - 1``,
+    and Lightning's step after it reaches ``end``, as in a run that trains all the planned epochs.
+    Fewer steps than positions (a compressed schedule) move it on, never back, so any schedule can be
+    compressed; more steps (a stretched one) sometimes set it back to where it was before Lightning
+    stepped it, which only a schedule whose rate follows from its position alone allows.
+
+    >>> [_Refit(start=4, end=8, steps=2, per_epoch=1).position(taken) for taken in range(3)]
+    [4, 7, 8]
+    >>> [_Refit(start=4, end=8, steps=7, per_epoch=1).position(taken) for taken in range(8)]
+    [4, 5, 5, 6, 6, 7, 7, 8]
     """
 
-    start: int  #: its position when compressed
+    start: int  #: its position when refitted
     end: int  #: its position at the end of the planned epochs
     steps: int  #: Lightning's steps of it in the epochs now planned
     per_epoch: float  #: Lightning's steps of it an epoch
     taken: int = 0  #: Lightning's steps of it since
     seen: int = 0  #: its position when this last moved it
 
+    def position(self, taken: int) -> int:
+        """Where the schedule is after ``taken`` of Lightning's steps: the position the next training step uses."""
+        if taken >= self.steps:
+            return self.end
+        if self.steps == 1:
+            return self.end - 1
+        return self.start + math.floor(taken * (self.end - 1 - self.start) / (self.steps - 1) + 0.5)  # half up: even
+
     def move(self, schedule: Any) -> None:
-        """Step ``schedule`` to where it goes after ``taken`` of Lightning's steps."""
-        target = (
-            self.end
-            if self.taken >= self.steps
-            else self.start + round((self.taken + 1) * (self.end - self.start) / self.steps) - 1
-        )
+        """Put ``schedule`` where it goes after ``taken`` of Lightning's steps."""
+        target = self.position(self.taken)
+        if target < schedule.last_epoch:  # a stretched schedule stays: its rate computed again at the position
+            schedule.last_epoch = target - 1
+            schedule.step()
         for _ in range(target - schedule.last_epoch):
             schedule.step()
         self.seen = schedule.last_epoch

@@ -60,13 +60,15 @@ def slow_steps(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
 def fit(
     data_dir: Path, budget: TimeBudget, max_epochs: int, *callbacks: pl.Callback, **kwargs
 ) -> tuple[pl.Trainer, float]:
-    """fmnist's module with AdamW and a per-step one-cycle schedule of open length; the trainer and fit's seconds."""
+    """fmnist's module with AdamW and (unless ``scheduler`` is given) a per-step one-cycle schedule of open length;
+    the trainer and fit's seconds."""
     ckpt_path = kwargs.pop("ckpt_path", None)
+    one_cycle = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=MAX_LR, total_steps=None)
+    scheduler, interval = kwargs.pop("scheduler", (one_cycle, "step"))
     pl.seed_everything(0)
     data = FashionMNISTDataModule(str(data_dir), batch_size=64, val_size=128, download=False, augment_shift=2)
-    one_cycle = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=MAX_LR, total_steps=None)
     model = FashionMNISTClassifier(
-        optimizer=torch.optim.AdamW, scheduler=one_cycle, scheduler_interval="step", **TINY_NETWORK
+        optimizer=torch.optim.AdamW, scheduler=scheduler, scheduler_interval=interval, **TINY_NETWORK
     )
     trainer = pl.Trainer(
         max_epochs=max_epochs, logger=TensorBoardLogger("runs", name="budget"), log_every_n_steps=1,
@@ -162,7 +164,7 @@ def test_a_slowdown_the_probe_cannot_see_gets_fewer_epochs_and_a_schedule_that_s
     assert len(lrs) == trainer.global_step and max(lrs) > 0.5 * MAX_LR, "up the cycle"
     assert lrs[-1] == pytest.approx(FINAL_LR, rel=1e-4), "and down to its end at the last step"
     [line] = [message for message in printed() if message.startswith("TimeBudget: epoch 1 took")]
-    assert f"training {budget.epochs} of the 10 epochs, the rest of the schedule compressed" in line
+    assert f"training {budget.epochs} epochs, not 10, the rest of the schedule compressed to end with them" in line
 
     # resumed from the checkpoint of the first compressed epoch, it keeps the epochs and the compression
     every_epoch = ModelCheckpoint(dirpath="ckpt2", save_top_k=-1, filename="{epoch}")
@@ -173,6 +175,70 @@ def test_a_slowdown_the_probe_cannot_see_gets_fewer_epochs_and_a_schedule_that_s
     assert schedule.last_epoch == schedule.total_steps == 10 * STEPS_PER_EPOCH
     lrs = [point.value for point in events(run_dirs()[-1]).Scalars("lr-AdamW")]
     assert lrs[-1] == pytest.approx(FINAL_LR, rel=1e-4)
+
+
+class FastOnceTrainingBegins(pl.Callback):
+    """Every training step the probe times takes 0.25 s longer: a probe that forecasts a slower machine than the run's."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.begun = False
+        step = FashionMNISTClassifier.training_step
+
+        def slow_in_the_probe(module, batch, batch_idx):
+            if not self.begun:
+                time.sleep(0.25)
+            return step(module, batch, batch_idx)
+
+        monkeypatch.setattr(FashionMNISTClassifier, "training_step", slow_in_the_probe)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.begun = True
+
+
+def test_a_probe_slower_than_the_run_gets_more_epochs_and_a_stretched_schedule_that_still_ends(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, printed
+) -> None:
+    budget = TimeBudget(minutes=0.15, probe_steps=3, margin=0.5)
+    every_epoch = ModelCheckpoint(dirpath="ckpt", save_top_k=-1, filename="{epoch}")
+    trainer, seconds = fit(data_dir, budget, 10, FastOnceTrainingBegins(monkeypatch), every_epoch)
+    # the one-cycle schedule, made for the epochs the probe forecast, was stretched over the 10 epochs trained
+    schedule = trainer.lr_scheduler_configs[0].scheduler
+    planned = schedule.total_steps // STEPS_PER_EPOCH
+    assert budget.epoch_seconds > STEPS_PER_EPOCH * 0.25 > budget.first_epoch_seconds
+    assert planned < budget.epochs == trainer.current_epoch == 10, "more epochs, never more than max_epochs"
+    assert trainer.global_step == 10 * STEPS_PER_EPOCH > schedule.total_steps == schedule.last_epoch
+    assert seconds < 9, f"fit took {seconds:.1f} s of a 9 s budget"
+    lrs = [point.value for point in events(run_dirs()[-1]).Scalars("lr-AdamW")]  # each step's learning rate
+    peak = lrs.index(max(lrs))
+    assert len(lrs) == trainer.global_step and max(lrs) > 0.5 * MAX_LR, "up the cycle"
+    assert lrs[: peak + 1] == sorted(lrs[: peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True), "once"
+    assert lrs[-1] == pytest.approx(FINAL_LR, rel=1e-4), "and down to its end at the last step"
+    [line] = [message for message in printed() if message.startswith("TimeBudget: epoch")]
+    assert line.startswith("TimeBudget: epoch 1 took ")
+    assert f"training 10 epochs, not {planned}, the rest of the schedule stretched to end with them" in line
+
+    # resumed from the checkpoint of the first stretched epoch, it keeps the epochs and the stretch
+    again = TimeBudget(minutes=60, probe_steps=2)
+    every_epoch = ModelCheckpoint(dirpath="ckpt2", save_top_k=-1, filename="{epoch}")
+    trainer, _ = fit(data_dir, again, 10, every_epoch, ckpt_path=next(Path("ckpt").glob("epoch=1*.ckpt")))
+    assert again.epochs == 10 and trainer.current_epoch == 10
+    schedule = trainer.lr_scheduler_configs[0].scheduler
+    assert schedule.last_epoch == schedule.total_steps == planned * STEPS_PER_EPOCH
+    assert [point.value for point in events(run_dirs()[-1]).Scalars("lr-AdamW")][-1] == pytest.approx(lrs[-1])
+
+
+def test_a_schedule_that_cannot_stay_in_place_keeps_the_planned_epochs_and_says_why_once(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, printed
+) -> None:
+    halving = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    budget = TimeBudget(minutes=0.15, probe_steps=3, margin=0.5)
+    trainer, _ = fit(data_dir, budget, 10, FastOnceTrainingBegins(monkeypatch), scheduler=(halving, "epoch"))
+    assert budget.epochs == trainer.current_epoch < 10
+    [line] = [message for message in printed() if message.startswith("TimeBudget: epoch")]
+    assert line.endswith(
+        f"epochs would fit, but StepLR's rate depends on its past steps, so its schedule cannot be stretched:"
+        f" training the {budget.epochs} epochs planned"
+    )
 
 
 def test_the_first_line_says_that_the_budget_chooses_the_epochs(fmnist, capsys) -> None:
