@@ -6,9 +6,11 @@ status 2; so does a full disk (:mod:`fmnist.diskfull`); a diverged run ends with
 Nothing in fmnist imports this module.
 """
 
+import gc
 import os
 import sys
 
+import torch
 from jsonargparse import ArgumentError
 
 from callbacks import TrainingDivergedError
@@ -36,6 +38,7 @@ def main(args: list[str] | None = None) -> None:
                 sweep(sys.argv[2:] if args is None else args[1:])
             else:
                 FashionCLI(args)  # None: LightningCLI reads sys.argv itself
+        end_process_group()
     except Exception as err:
         # a full disk first: it may also lie behind an InputError (a sweep's storage that stayed full)
         full = disk_full_message(err, command[0] if command else "fit")  # deletes a checkpoint it cut short
@@ -51,6 +54,23 @@ def main(args: list[str] | None = None) -> None:
         if isinstance(err, ArgumentError):
             print("fmnist: see the options with: python -m fmnist <fit|validate|test|predict> --help", file=sys.stderr)
         raise SystemExit(1 if isinstance(err, TrainingDivergedError) else 2) from None
+
+
+def end_process_group() -> None:
+    """Destroy torch.distributed's process group, if a command made one (DDP), while Python is whole.
+
+    Lightning destroys only NCCL groups, at exit; a gloo group (DDP on CPUs) is left to the
+    interpreter's end. Its worker threads may then still be releasing the tensors of the last
+    collective (``Trainer.log_dir`` is one, read by the summary just before the end); a thread
+    that needs the GIL while Python finalizes aborts the process: "terminate called without an
+    active exception", exit status -6 (pytorch/pytorch#190489). Destroying the group, and
+    collecting the finished trainer that still refers to it, joins those threads first. Only
+    after a command that succeeded: every process then ran the same collectives, so no thread
+    waits for another process.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+        gc.collect()  # the DDP wrapper, in the trainer's reference cycles, holds the group too
 
 
 def _error(message: str) -> None:

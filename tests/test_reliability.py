@@ -14,6 +14,7 @@ import torch
 
 from callbacks import DivergenceGuard, TrainingDivergedError
 from fmnist import FashionMNISTClassifier, FashionMNISTDataModule
+from fmnist.main import end_process_group
 from tests.helpers import QUIET, events, run_dirs, write_dataset
 
 
@@ -217,3 +218,19 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     (embedding,) = run.glob("*/net.fc1/metadata.tsv")
     assert len(embedding.read_text().splitlines()) == 1 + 300, "the projector embeds the whole validation set"
     assert len(board.Scalars("Accuracy/val")) == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread names are read from Linux's /proc")
+def test_no_gloo_thread_outlives_a_command_that_used_a_process_group() -> None:
+    def threads() -> list[str]:
+        return [(task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir()]
+
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
+    trainer = {"model": torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))}  # as Lightning wraps it
+    trainer["self"] = trainer  # a finished trainer: garbage in reference cycles, still holding the group
+    torch.distributed.broadcast_object_list([Path("runs")], src=0)  # as Trainer.log_dir does
+    assert "pt_gloo_runloop" in threads()
+    del trainer
+    end_process_group()
+    assert not torch.distributed.is_initialized()
+    assert "pt_gloo_runloop" not in threads(), "no gloo worker left to run while Python finalizes"
