@@ -166,6 +166,7 @@ class TimeBudget(Callback):
         """The epochs to train at the last epoch's pace, when they change, and the line that says so."""
         done, planned, budget = trainer.current_epoch, trainer.max_epochs, self.minutes * 60
         fitting = done + math.floor((budget * (1 - self.margin) - elapsed) / last)
+        pace = f"TimeBudget: epoch {done} took {_seconds(last)}, forecast {_seconds(self.epoch_seconds)};"
         if elapsed + (planned - done) * last > budget:  # past the budget at this pace
             epochs, change = max(done + 1, fitting), "compressed"
             if epochs >= planned:
@@ -178,15 +179,13 @@ class TimeBudget(Callback):
                     return None
                 self._told = True
                 return planned, (
-                    f"TimeBudget: epoch {done} took {_seconds(last)}, forecast {_seconds(self.epoch_seconds)}; {epochs}"
-                    f" epochs would fit, but {', '.join(fixed)}'s rate depends on its past steps, so its schedule"
-                    f" cannot be stretched: training the {planned} epochs planned"
+                    f"{pace} {epochs} epochs would fit, but {', '.join(fixed)}'s rate depends on its past steps,"
+                    f" so its schedule cannot be stretched: training the {planned} epochs planned"
                 )
         else:
             return None
         return epochs, (
-            f"TimeBudget: epoch {done} took {_seconds(last)}, forecast {_seconds(self.epoch_seconds)}; training"
-            f" {epochs} epochs, not {planned}, the rest of the schedule {change} to end with them:"
+            f"{pace} training {epochs} epochs, not {planned}, the rest of the schedule {change} to end with them:"
             f" {(elapsed + (epochs - done) * last) / 60:.1f} min forecast of the {self.minutes:g} min budget"
         )
 
