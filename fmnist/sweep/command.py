@@ -2,13 +2,12 @@
 
 The search engine, its storage (SQLite, PostgreSQL, MySQL), the pruners, the heartbeat that
 notices killed trials and the callback that retries them are Optuna's; this module reads the
-flags, checks the space against the fit parser before any trial runs, starts the workers and
-prints the result. The settings are declared in :mod:`~fmnist.sweep.settings`, the study opened
+flags, checks the space against the fit parser before any trial runs, starts the workers
+(:mod:`~fmnist.sweep.workers`) and prints the result. The settings are declared in :mod:`~fmnist.sweep.settings`, the study opened
 in :mod:`~fmnist.sweep.study`; a trial is an ordinary fit (:mod:`~fmnist.sweep.trial`).
 """
 
 import argparse
-import multiprocessing
 import os
 import shutil
 import sys
@@ -21,17 +20,16 @@ from typing import Any
 import optuna
 import torch
 
-from callbacks import TrainingDivergedError
 from fmnist.diskfull import disk_full_message, threads_quiet_when_disk_full
 from fmnist.errors import InputError
 from fmnist.quiet import quiet_lightning, quiet_sweep_trials
 from fmnist.sweep import report
-from fmnist.sweep.board import StudyRun
 from fmnist.sweep.settings import DEFAULT_TRIALS, Settings, add_flags
 from fmnist.sweep.space import check_against_fit, grid_size, load
-from fmnist.sweep.storage import StorageGone, storage_gone
+from fmnist.sweep.storage import StorageGone, reconnect
 from fmnist.sweep.study import Sweep
-from fmnist.sweep.trial import STARTED, Surplus, run_trial
+from fmnist.sweep.trial import STARTED
+from fmnist.sweep.workers import LOST, DatabaseLost, supervise, work
 
 HELP = """Search fit options with Optuna: each trial is an ordinary `fit` run in runs/<study>/trial_<n>/.
 
@@ -40,10 +38,6 @@ All other options are fit options (--config, --model.*, --data.*, --trainer.*; s
 names the searched fit options, may fix fit options for every trial (fit:) and may set any flag
 below by its name; the command line overrides it.
 Running the same command again continues the study until n_trials trials have finished."""
-
-
-#: Exit status of a worker process whose storage stayed away longer than storage_wait.
-GONE = 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,29 +88,13 @@ def sweep(args: list[str]) -> None:
         if created is not None:  # no half-made study folder for a storage that could not be opened
             shutil.rmtree(created, ignore_errors=True)
         raise
-    processes = []
     try:
-        if settings.workers == 1:
-            work(config)
-        else:
-            threads = max(1, _cores() // settings.workers)
-            context = multiprocessing.get_context("spawn")  # fresh interpreters: no copied torch threads or locks
-            processes = [
-                context.Process(target=_worker, args=(config, threads, number))
-                for number in range(1, settings.workers + 1)
-            ]
-            for process in processes:
-                process.start()
-            for process in processes:
-                process.join()
-        if GONE in [process.exitcode for process in processes]:
-            raise StorageGone(settings.storage, settings.storage_wait)
-        study = config.open(wait=True)
+        codes = supervise(config, _worker)
+        study = reconnect(config.open, settings.storage, config.waits, time.monotonic())
         report.summary(study, config)
         finished = len(study.get_trials(deepcopy=False, states=STARTED[1:]))
     except StorageGone as err:  # one line for the sweep and all its workers, no traceback
         raise InputError(str(err)) from None
-    codes = [process.exitcode for process in processes]
     if 2 in codes:
         raise SystemExit(2)  # the worker printed its fmnist: error line
     if any(codes) and finished < settings.n_trials:
@@ -150,53 +128,7 @@ def _once(show: Callable[..., None]) -> Callable[..., None]:
     return show_once
 
 
-def work(config: Sweep, worker: int = 1) -> None:
-    """One worker: start trials until the study has n_trials finished ones (or time is up).
-
-    Its storage waits out an outage of the database (:class:`~fmnist.sweep.study.PatientStorage`);
-    one that lasts longer than ``storage_wait`` ends it with :class:`~fmnist.sweep.study.StorageGone`.
-    """
-    study = config.open(wait=True)
-    timeout, n_trials = config.settings.timeout, config.settings.n_trials
-    deadline = time.monotonic() + timeout if timeout else None
-    study_run = StudyRun(config.root, config.settings.metrics)
-    try:
-        _work(study, config, worker, study_run, n_trials, deadline)
-    finally:
-        study_run.close()
-
-
-def _work(
-    study: optuna.Study, config: Sweep, worker: int, study_run: StudyRun, n_trials: int, deadline: float | None
-) -> None:
-    while True:
-        optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed, queued again
-        trials = study.get_trials(deepcopy=False, states=STARTED)
-        finished = sum(t.state.is_finished() for t in trials)
-        if finished >= n_trials:
-            return
-        if len(trials) >= n_trials:
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            time.sleep(1)  # the last trials run elsewhere; wait in case one of them dies
-            continue
-        try:
-            study.optimize(
-                lambda trial: run_trial(trial, config),
-                n_trials=1,
-                catch=(TrainingDivergedError, Surplus),
-                callbacks=[lambda study, trial: report.trial_line(trial, config, worker), study_run.trial_finished],
-            )
-        except Exception as err:
-            gone = storage_gone(err)  # the trial stays running in the storage: found stale and retried on resume
-            if gone is None:
-                raise
-            raise gone from None
-        if deadline is not None and time.monotonic() >= deadline:
-            return  # checked after a trial, so that every start of a timed sweep makes progress
-
-
-def _worker(config: Sweep, threads: int, number: int) -> None:
+def _worker(config: Sweep, threads: int, number: int, held: Any) -> None:
     """A ``--workers`` process: its share of the cores, and errors printed like ``main`` prints them."""
     torch.set_num_threads(threads)
     quiet_lightning()
@@ -204,19 +136,15 @@ def _worker(config: Sweep, threads: int, number: int) -> None:
     _quiet_trials(config.settings.verbose)
     try:
         with threads_quiet_when_disk_full():
-            work(config, number)
+            work(config, held, number)
     except InputError as err:
         print(f"fmnist: error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
-    except StorageGone:
-        raise SystemExit(GONE) from None  # sweep() prints one line for all the workers
+    except DatabaseLost:
+        raise SystemExit(LOST) from None  # the sweep waits for the database and starts this worker again
     except Exception as err:  # a full disk: the line main prints (and a checkpoint it cut short deleted)
         message = disk_full_message(err, "sweep")
         if message is None or os.environ.get("FMNIST_DEBUG"):
             raise
         print(f"fmnist: error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

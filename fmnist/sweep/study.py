@@ -4,6 +4,8 @@ Everything here is Optuna's: the storage (:mod:`~fmnist.sweep.storage`), the hea
 notices killed trials and the callback that retries them, the samplers and pruners.
 """
 
+import copy
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from callbacks.hparams import write_session
 from fmnist.errors import InputError
 from fmnist.sweep.settings import PRUNERS, SAMPLERS, Settings
 from fmnist.sweep.space import Param, check_same_space, grid_size
-from fmnist.sweep.storage import GRACE, HEARTBEAT, PatientStorage, StorageGone, engine, hide_password, shown_url
+from fmnist.sweep.storage import GRACE, HEARTBEAT, SweepStorage, engine, hide_password, shown_url
 
 #: A killed trial's configuration is queued again at most this many times.
 MAX_RETRY = 3
@@ -45,28 +47,27 @@ class Sweep:
             if self.settings.n_trials > size:
                 raise InputError(f"sweep: n_trials {self.settings.n_trials} exceeds the grid's {size} combinations")
 
-    def open(self, wait: bool = False) -> optuna.Study:
-        """The study, created on first use; a clear error when its storage cannot be opened.
+    @property
+    def waits(self) -> float:
+        """Seconds to wait for a database that went away: ``storage_wait``, none for a file (SQLite)."""
+        return 0 if self.settings.storage.startswith("sqlite") else self.settings.storage_wait
 
-        With ``wait``, a database that is away is waited for (``storage_wait``) before the study
-        opens, as it is by every later call (:class:`PatientStorage`); without, only by later calls.
-        """
+    def open(self) -> optuna.Study:
+        """The study, created on first use; a clear error when its storage cannot be opened."""
+        return self.connect()[1]
+
+    def connect(self) -> tuple[SweepStorage, optuna.Study]:
+        """The storage and the study in it (see :meth:`open`)."""
         settings = self.settings
         url, engine_kwargs = engine(settings.storage)
-        patience = 0 if url.startswith("sqlite") else settings.storage_wait  # a file has no server to wait for
         try:
-            storage = PatientStorage(
+            storage = SweepStorage(
                 url,
-                patience if wait else 0,
-                given=settings.storage,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=HEARTBEAT,
                 grace_period=GRACE,
                 heartbeat_stale_trial_callback=RetryKilled(settings.metrics, MAX_RETRY),
             )
-            storage.wait = patience  # only opening it at first fails at once: a wrong host, port or password
-        except StorageGone:  # waited for in vain: the caller ends the sweep with it
-            raise
         except Exception as err:  # SQLAlchemy raises many types for a bad URL, a missing driver or server
             reason = hide_password(" ".join(str(err).split()), settings.storage)[:300]
             raise InputError(f"--storage {shown_url(settings.storage)}: cannot open it ({reason})") from err
@@ -88,7 +89,7 @@ class Sweep:
                 f"study {settings.study} in {shown_url(settings.storage)} was made to {', '.join(made)}, "
                 f"not to {', '.join(settings.directions)}"
             )
-        return study
+        return storage, study
 
 
 def write_row(run_dir: Path, params: dict, number: int, state: str, metrics: list[str]) -> None:
@@ -101,7 +102,8 @@ class RetryKilled(optuna.storages.RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a trial whose heartbeat stopped, plus its HParams row: state failed.
 
     The row has the sampled values only (the killed process took the rest with it), and is
-    written only where the trial's run folder is, i.e. on the machine that ran it.
+    written only where the trial's run folder is, i.e. on the machine that ran it. The retry
+    does not inherit the run folder: it names its own when it begins (see :class:`Orphans`).
     """
 
     def __init__(self, metrics: list[str], max_retry: int) -> None:
@@ -109,7 +111,46 @@ class RetryKilled(optuna.storages.RetryHeartbeatStaleTrialCallback):
         self.metrics = metrics
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        super().__call__(study, trial)
+        retry = copy.deepcopy(trial)
+        retry.user_attrs = {key: value for key, value in trial.user_attrs.items() if key != "run_dir"}
+        super().__call__(study, retry)
         run_dir = Path(trial.user_attrs.get("run_dir", ""))
         if trial.user_attrs.get("run_dir") and run_dir.is_dir():
             write_row(run_dir, dict(trial.params), trial.number, "failed", self.metrics)
+
+
+def fail_killed(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int) -> None:
+    """Fails trial ``number``, whose process is gone, and queues it again: as Optuna's heartbeat check does.
+
+    Exactly once: the state changes in one transaction, and a trial that has ended (or that another
+    process has just failed) is left as it is.
+    """
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
+    try:
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return
+    retry = storage.get_heartbeat_stale_trial_callback()
+    if retry is not None:
+        retry(study, storage.get_trial(trial_id))
+
+
+class Orphans:
+    """Running trials that never began: their process died inside ``study.ask`` (the database went away then).
+
+    Optuna's heartbeat check skips a trial that never beat, so such a trial would count as running for
+    ever. A trial begins by naming its run folder (``run_dir``, milliseconds after it is asked for); one
+    that this process has seen running without it for longer than GRACE is failed and queued again.
+    Timed on this process's clock: no clock skew between machines.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[int, float] = {}  # trial number: when this process first saw it without a run folder
+
+    def fail(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        now = time.monotonic()
+        self.seen = {t.number: self.seen.get(t.number, now) for t in running if "run_dir" not in t.user_attrs}
+        for number, since in self.seen.items():
+            if now - since > GRACE:
+                fail_killed(study, storage, number)
