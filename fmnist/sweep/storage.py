@@ -114,7 +114,7 @@ class SweepStorage(optuna.storages.RDBStorage):
         try:
             super().record_heartbeat(trial_id)
         except Exception as err:
-            if not is_outage(err):
+            if outage(err) is None:
                 raise
             return
         now = time.monotonic()
