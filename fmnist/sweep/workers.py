@@ -10,6 +10,7 @@ as Optuna does for a trial whose process was killed, and starts the worker again
 import functools
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
 import os
 import time
 from collections.abc import Callable
@@ -121,23 +122,32 @@ def supervise(config: Sweep, target: Callable[..., None]) -> list[int]:
     Raises:
         StorageGone: the database stayed away longer than ``storage_wait``; the workers are stopped.
     """
-    outage, context = Outage(config), multiprocessing.get_context("spawn")  # spawn: no copied torch threads or locks
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no copied torch threads or locks
     if config.settings.workers == 1:
-        held = context.RawValue("i", -1)
-        while True:
-            started = time.monotonic()
-            try:
-                work(config, held)
-                return []
-            except DatabaseLost:
-                outage.recover(started, held.value)
-                held.value = -1
+        _supervise_here(config, Recovery(config), context.RawValue("i", -1))
+        return []
+    return _supervise_processes(config, target, Recovery(config), context)
+
+
+def _supervise_here(config: Sweep, recovery: "Recovery", held: Any) -> None:
+    while True:
+        started = time.monotonic()
+        try:
+            return work(config, held)
+        except DatabaseLost:
+            recovery.recover(started, held.value)
+            held.value = -1
+
+
+def _supervise_processes(
+    config: Sweep, target: Callable[..., None], recovery: "Recovery", context: multiprocessing.context.SpawnContext
+) -> list[int]:
     threads = max(1, _cores() // config.settings.workers)
     helds = {number: context.RawValue("i", -1) for number in range(1, config.settings.workers + 1)}
-    running: dict[int, tuple[multiprocessing.process.BaseProcess, float]] = {}
+    running: dict[int, tuple[multiprocessing.process.BaseProcess, float]] = {}  # number: process, its start
     codes = []
     try:
-        while helds:
+        while helds:  # the workers that have not ended for good
             for number in [n for n in helds if n not in running]:
                 helds[number].value = -1
                 process = context.Process(target=target, args=(config, threads, number, helds[number]))
@@ -149,18 +159,19 @@ def supervise(config: Sweep, target: Callable[..., None]) -> list[int]:
                     continue
                 del running[number]
                 if process.exitcode == LOST:
-                    outage.recover(started, helds[number].value)
+                    recovery.recover(started, helds[number].value)
                 else:
                     codes.append(process.exitcode)
                     del helds[number]
-    finally:
+    except StorageGone:
         for process, _ in running.values():  # the database is gone: as if their machine were lost
             process.kill()
             process.join()
+        raise
     return codes
 
 
-class Outage:
+class Recovery:
     """The sweep's side of an outage: it waits for the database and fails the trial a lost worker held.
 
     An outage begins when a worker loses the database and ends once the database has served the
