@@ -18,7 +18,13 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from callbacks import TimeBudget
-from fmnist.checkpoints import CHECKPOINT_SHORTHANDS, checkpoint_step, newest_checkpoint
+from fmnist.checkpoints import (
+    CHECKPOINT_SHORTHANDS,
+    check_classes,
+    newest_checkpoint,
+    read_checkpoint,
+    trusted_classes,
+)
 from fmnist.data import FashionMNISTDataModule
 from fmnist.errors import InputError
 from fmnist.hardware import choose_precision
@@ -28,6 +34,8 @@ from fmnist.progress import LineProgressBar
 from fmnist.summary import fit_summary, shown
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+#: What a checkpoint's hyperparameters build: the keys LightningCLI's classes are saved under.
+CHECKPOINT_CLASSES = {"hyper_parameters": FashionMNISTClassifier, "datamodule_hyper_parameters": FashionMNISTDataModule}
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DESCRIPTION = (
     "fmnist: the TensorBoard-with-PyTorch tutorial's CNN on Fashion-MNIST, as a Lightning project."
@@ -130,28 +138,39 @@ class FashionCLI(LightningCLI):
         loggers = tensorboard_configs(config.trainer.logger)
         for logger in loggers:
             logger.init_args.name = _run_name(logger.init_args.name, config)
+        if config.get("ckpt_path"):
+            self._use_checkpoint(config, loggers, resume=subcommand == "fit")
         if self.run_dir is not None:
             _log_into(loggers, self.run_dir)
-        elif config.get("ckpt_path"):
-            self._use_checkpoint(config, loggers, resume=subcommand == "fit")
         self._given_tta = config.model.get("tta")
         self.save_config_kwargs["config_filename"] = (
             f"{subcommand}_config.yaml" if subcommand not in (None, "fit") else "config.yaml"
         )
 
     def _use_checkpoint(self, config: Namespace, loggers: list[Namespace], resume: bool) -> None:
-        """Resolve ``--ckpt_path`` shorthands, check the file, and log into the run it came from."""
+        """Resolve ``--ckpt_path`` shorthands, check the file, and log into the run it came from.
+
+        Runs before LightningCLI puts the checkpoint's hyperparameters over the configuration (its
+        ``_parse_ckpt_path``), where jsonargparse would import and call the classes they name: those
+        are checked first (:func:`~fmnist.checkpoints.check_classes`).
+        """
         if config.ckpt_path in CHECKPOINT_SHORTHANDS:
             config.ckpt_path = str(newest_checkpoint(config.ckpt_path, loggers))
         path = Path(config.ckpt_path)
-        step = checkpoint_step(path)
+        checkpoint = read_checkpoint(path)
+        trusted = trusted_classes(config.model, "hyper_parameters") | trusted_classes(
+            config.data, "datamodule_hyper_parameters"
+        )
+        check_classes(checkpoint, path, CHECKPOINT_CLASSES, trusted)
         run_dir = path.parent.parent
-        if not loggers or path.parent.name != "checkpoints" or not (run_dir / "hparams.yaml").is_file():
+        if self.run_dir is not None or not loggers:
+            return
+        if path.parent.name != "checkpoints" or not (run_dir / "hparams.yaml").is_file():
             return  # not inside an fmnist run folder: log into a new run
         _log_into(loggers, run_dir)
         if resume and "purge_step" in loggers[0].init_args:
             # events the interrupted run wrote after its last checkpoint are hidden, not duplicated
-            loggers[0].init_args.purge_step = step
+            loggers[0].init_args.purge_step = int(checkpoint.get("global_step", 0))
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config

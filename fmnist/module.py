@@ -20,6 +20,7 @@ from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from fmnist.augment import tta_views
+from fmnist.checkpoints import CheckedLoading
 from fmnist.data import VALUE_RANGE
 from fmnist.errors import InputError
 from fmnist.idx import CLASS_NAMES
@@ -30,7 +31,7 @@ from fmnist.model import FashionCNN
 SCHEDULE_LENGTH_ARGUMENTS = ("total_steps", "T_max")
 
 
-class FashionMNISTClassifier(LightningModule):
+class FashionMNISTClassifier(CheckedLoading, LightningModule):
     """Trains :class:`~fmnist.model.FashionCNN` with cross-entropy and logs the tutorial's scalars.
 
     Logged once per epoch, under the tutorial's tags: ``Loss/train``, ``Accuracy/train``,
@@ -40,6 +41,10 @@ class FashionMNISTClassifier(LightningModule):
 
     ``validation_step`` returns ``{"loss", "logits"}`` so that visual callbacks can reuse the
     logits instead of running the network again.
+
+    ``FashionMNISTClassifier.load_from_checkpoint(path)`` loads a trained model; a checkpoint whose
+    hyperparameters name anything but an imported optimizer or scheduler class is refused
+    (:class:`~fmnist.checkpoints.UnsafeCheckpointError`) before anything it names is imported.
 
     Args:
         lr: learning rate handed to the optimizer.
