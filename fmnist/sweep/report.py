@@ -23,11 +23,34 @@ def summary(study: optuna.Study, config: Sweep) -> None:
     ``pick``, ``best.yaml`` from that trial) and the end of the study run (:mod:`~fmnist.sweep.board`).
     """
     settings = config.settings
-    metrics, directions = settings.metrics, settings.directions
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
-    sign = -1 if directions[0] == "maximize" else 1
+    sign = -1 if settings.directions[0] == "maximize" else 1
     trials.sort(key=lambda t: (t.values is None, t.state != TrialState.COMPLETE, sign * _value(t, 0), t.number))
-    keys = [p.key for p in config.params]
+    _print_table(trials, [p.key for p in config.params], settings.metrics)
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    storage = shown_url(settings.storage)  # the password as ***
+    print(f"\nstudy {settings.study}: {finished} of {settings.n_trials} trials finished; storage {storage}")
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        print("no complete trial yet: no best trial")
+        return
+    _print_means(complete, settings.metrics)
+    found = board.importances(study, settings.metrics, settings.directions)
+    for metric, importance in found.items():
+        if importance:
+            ranked = ", ".join(f"{name} {value:.2f}" for name, value in importance.items())
+            print(f"what mattered for {metric} (PED-ANOVA importance): {ranked}")
+    best = (
+        [study.best_trial]
+        if len(settings.metrics) == 1
+        else sorted(study.best_trials, key=lambda t: sign * t.values[0])
+    )
+    commands = _write_best(best, complete, config)
+    board.write_end(config.root, study, settings.metrics, found, best, commands)
+    print(f"study run: {config.root / board.FOLDER}  (tensorboard --logdir {config.root})")
+
+
+def _print_table(trials: list[FrozenTrial], keys: list[str], metrics: list[str]) -> None:
     header = ["trial", *keys, *metrics, "state", "minutes"]
     rows = [
         [
@@ -42,25 +65,22 @@ def summary(study: optuna.Study, config: Sweep) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    storage = shown_url(settings.storage)  # the password as ***
-    print(f"\nstudy {settings.study}: {finished} of {settings.n_trials} trials finished; storage {storage}")
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not complete:
-        print("no complete trial yet: no best trial")
-        return
+
+
+def _print_means(complete: list[FrozenTrial], metrics: list[str]) -> None:
     for i, metric in enumerate(metrics):
         values = [t.values[i] for t in complete]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         digits = 0 if all(_count(v) for v in values) else 4  # counts, or accuracies and losses
-        mean = statistics.mean(values)
-        print(f"{metric} over {len(values)} complete trials: {mean:.{digits}f} ± {spread:.{digits}f}")
-    found = board.importances(study, metrics, directions)
-    for metric, importance in found.items():
-        if importance:
-            ranked = ", ".join(f"{name} {value:.2f}" for name, value in importance.items())
-            print(f"what mattered for {metric} (PED-ANOVA importance): {ranked}")
-    best = [study.best_trial] if len(metrics) == 1 else sorted(study.best_trials, key=lambda t: sign * t.values[0])
+        print(
+            f"{metric} over {len(values)} complete trials: {statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
+        )
+
+
+def _write_best(best: list[FrozenTrial], complete: list[FrozenTrial], config: Sweep) -> dict[int, str]:
+    """``best.yaml`` (or ``best_<n>.yaml`` per Pareto-optimal trial, and the picked trial's); the command of each."""
+    settings = config.settings
+    metrics, directions = settings.metrics, settings.directions
     commands = {}
     if len(metrics) > 1:
         print(f"Pareto-optimal trials ({', '.join(f'{m} {d}' for m, d in zip(metrics, directions))}):")
@@ -83,8 +103,7 @@ def summary(study: optuna.Study, config: Sweep) -> None:
             path = write_best(picked, config, "best.yaml")
             commands[picked.number] = f"python -m fmnist fit --config {path}" if path else ""
             print(f"picked: trial {picked.number}  {commands[picked.number]}")
-    board.write_end(config.root, study, metrics, found, best, commands)
-    print(f"study run: {config.root / board.FOLDER}  (tensorboard --logdir {config.root})")
+    return commands
 
 
 def _value(trial: FrozenTrial, index: int) -> float:
