@@ -1,4 +1,4 @@
-"""Checkpoints as fmnist reads them: ``--ckpt_path best|last|FILE``, and a checkpoint treated as data.
+"""Checkpoints as fmnist reads them: as data, never as code.
 
 A checkpoint names classes: its ``hyper_parameters`` hold the optimizer's and the scheduler's
 ``class_path``, and Lightning's ``_instantiator``. LightningCLI's ``--ckpt_path`` puts them over the
@@ -20,8 +20,6 @@ from jsonargparse import Namespace
 
 from fmnist.errors import InputError
 
-#: ``--ckpt_path`` values that name a checkpoint of the newest run with the same run name.
-CHECKPOINT_SHORTHANDS = {"last": "last.ckpt", "best": "best-*.ckpt"}
 #: The checkpoint keys that hold ``__init__`` arguments: the LightningModule's and the DataModule's.
 HYPERPARAMETER_KEYS = ("hyper_parameters", "datamodule_hyper_parameters")
 #: The instantiator LightningCLI writes into the checkpoints it trains; no other is called.
@@ -54,19 +52,6 @@ class CheckedLoading:
             given.pop(name, None)
         check_classes({key: given}, checkpoint_path, {key: cls}, what="checkpoint")
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[misc]
-
-
-def newest_checkpoint(shorthand: str, loggers: list[Namespace]) -> Path:
-    """The newest ``last.ckpt`` or ``best-*.ckpt`` among the runs with the first logger's name."""
-    if not loggers:
-        raise InputError(f"--ckpt_path {shorthand} needs a TensorBoard logger to know where runs are")
-    logger = loggers[0].init_args
-    runs = Path(logger.save_dir) / (logger.name or "")
-    pattern = f"*/checkpoints/{CHECKPOINT_SHORTHANDS[shorthand]}"
-    found = sorted(runs.glob(pattern), key=lambda path: path.stat().st_mtime)
-    if not found:
-        raise InputError(f"--ckpt_path {shorthand}: no checkpoint matches {runs / pattern}")
-    return found[-1]
 
 
 def read_checkpoint(source: str | Path | IO[bytes], what: str = "--ckpt_path") -> dict[str, Any]:

@@ -8,6 +8,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from fmnist.runs import tensorboard_configs
 from fmnist.sweep import board
 from fmnist.sweep.storage import shown_url
 from fmnist.sweep.study import Sweep
@@ -132,10 +133,8 @@ def write_best(trial: FrozenTrial, config: Sweep, name: str = "best.yaml") -> Pa
         print(f"trial {trial.number}'s configuration not found: {source} (its run folder is on another machine?)")
         return None
     fit = yaml.safe_load(source.read_text())
-    loggers = fit["trainer"]["logger"]
-    for logger in loggers if isinstance(loggers, list) else [loggers]:
-        args = logger.get("init_args", {}) if isinstance(logger, dict) else {}
-        if args.get("version") == run_dir.name:
+    for args in tensorboard_configs(fit["trainer"]["logger"]):
+        if args["version"] == run_dir.name:
             args.update(name=f"{args['name']}/{Path(name).stem}", version=None)
     for flag in ("enable_progress_bar", "enable_model_summary"):  # off in trials only to keep workers' output apart
         if f"--trainer.{flag}" not in config.fit_options:
