@@ -14,7 +14,9 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -133,9 +135,19 @@ def _quiet_trials(verbose: bool) -> None:
     if not verbose:  # a line per finished trial instead (report.trial_line)
         quiet_sweep_trials()
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is a line of its own too
-        # each message once, wherever it is raised: every trial would repeat its warnings (appended,
-        # so the filters that drop a warning still come first; adding it again replaces it)
-        warnings.simplefilter("once", append=True)
+        warnings.showwarning = _once(warnings.showwarning)
+
+
+def _once(show: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that shows each message once: every trial would repeat its warnings."""
+    shown: set[tuple[str, type]] = set()
+
+    def show_once(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if (str(message), category) not in shown:
+            shown.add((str(message), category))
+            show(message, category, *args, **kwargs)
+
+    return show_once
 
 
 def work(config: Sweep, worker: int = 1) -> None:
