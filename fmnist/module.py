@@ -65,7 +65,7 @@ class FashionMNISTClassifier(CheckedLoading, LightningModule):
         label_smoothing: label smoothing of the training loss (``F.cross_entropy``'s); validation
             and test losses stay the plain cross-entropy, comparable between runs.
         channels_last: keep convolution weights and inputs in channels-last memory order, which
-            makes the CPU step about a quarter faster and helps mixed precision on GPUs.
+            makes the CPU step faster (``docs/results.md``) and helps mixed precision on GPUs.
         tta: test-time augmentation for validation, test and predict: the softmax is averaged over
             the image and these views of it (``shift``: moved by one pixel in each of the four
             directions; ``flip``: mirrored left-right). The plain accuracy is logged as always;
