@@ -32,6 +32,7 @@ Example, for any classifier ``model`` and datamodule ``data``::
 
 from callbacks.averaging import WeightEMA
 from callbacks.budget import TimeBudget
+from callbacks.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
 from callbacks.divergence import DivergenceGuard, TrainingDivergedError
 from callbacks.evaluation import ConfusionMatrixImage, PRCurves
 from callbacks.graph import ModelGraph
@@ -45,6 +46,8 @@ from callbacks.tensorboard import find_tensorboard
 from callbacks.throughput import EpochThroughput
 
 __all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointWriteError",
     "ConfusionMatrixImage",
     "DivergenceGuard",
     "EmbeddingProjector",
