@@ -24,6 +24,9 @@ on global rank zero; ``EpochThroughput``'s scalars go through ``self.log``, to e
 - A callback that cannot work on a model (no logits, no prediction dict, no linear layer, an
   untraceable model, no TensorBoardLogger) warns once and writes nothing; it never stops training.
 
+Besides the callbacks, one Trainer plugin: :class:`AtomicCheckpointIO` writes checkpoints that are
+whole or absent, never cut short by a full disk.
+
 Example, for any classifier ``model`` and datamodule ``data``::
 
     trainer = Trainer(logger=TensorBoardLogger("runs"), callbacks=[SampleImages(), ConfusionMatrixImage()])

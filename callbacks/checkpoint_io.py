@@ -54,7 +54,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     @override
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any | None = None
+    ) -> None:
         target = os.fspath(path)
         if _REMOTE.match(target) and not target.startswith("file://"):
             super().save_checkpoint(checkpoint, path, storage_options)

@@ -214,22 +214,27 @@ def test_a_checkpoint_that_does_not_fit_leaves_the_previous_one_whole(small_disk
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"], "no temporary file left"
 
 
-def test_a_checkpoint_that_fails_to_save_leaves_no_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("error", [TypeError, KeyboardInterrupt])
+def test_a_checkpoint_that_fails_to_save_leaves_no_file(tmp_path: Path, error: type[BaseException]) -> None:
     target = tmp_path / "checkpoints" / "best.ckpt"
-    with pytest.raises(AttributeError):  # any error: here the checkpoint cannot be pickled
-        AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(3), "hook": lambda: None}, target)
+    with pytest.raises(error):  # e.g. a callback's state that cannot be pickled, or Ctrl-C half-way
+        AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(3), "state": Fails(error)}, target)
+    assert not target.parent.exists() or not list(target.parent.iterdir())
     AtomicCheckpointIO().save_checkpoint({"weights": torch.ones(3)}, target)
-    with pytest.raises(KeyboardInterrupt):
-        AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(3), "stop": Interrupts()}, target)
+    with pytest.raises(error):
+        AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(3), "state": Fails(error)}, target)
     assert [p.name for p in target.parent.iterdir()] == ["best.ckpt"]
-    assert torch.equal(AtomicCheckpointIO().load_checkpoint(target)["weights"], torch.ones(3))
+    assert torch.equal(AtomicCheckpointIO().load_checkpoint(target)["weights"], torch.ones(3)), "the previous one"
 
 
-class Interrupts:
-    """Stops ``torch.save`` half-way, as Ctrl-C would."""
+class Fails:
+    """Raises ``error`` when ``torch.save`` reaches it."""
+
+    def __init__(self, error: type[BaseException]) -> None:
+        self.error = error
 
     def __reduce__(self) -> Any:
-        raise KeyboardInterrupt
+        raise self.error
 
 
 def test_fmnist_debug_shows_the_traceback_of_a_full_disk(monkeypatch, capsys) -> None:
