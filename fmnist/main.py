@@ -41,7 +41,7 @@ def main(args: list[str] | None = None) -> None:
                 FashionCLI(args, trainer_defaults={"callbacks": [stopped]})  # None: LightningCLI reads sys.argv
         end_process_group()
     except Exception as err:
-        # a full disk first: it may also lie behind an InputError (a sweep's storage that stayed full)
+        # a full disk first: it may also lie behind an InputError (a run folder that could not be made)
         full = disk_full_message(err, command[0] if command else "fit", stopped.run_dir)
         if os.environ.get("FMNIST_DEBUG") or (full is None and not isinstance(err, USER_ERRORS)):
             raise
