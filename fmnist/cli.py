@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from callbacks import AtomicCheckpointIO
 from fmnist.checkpoints import check_classes, read_checkpoint, trusted_classes
 from fmnist.console import first_line, fit_summary, wants_progress_lines
 from fmnist.data import FashionMNISTDataModule
@@ -185,6 +188,16 @@ class FashionCLI(LightningCLI):
             super().instantiate_classes()
         except (ValueError, MisconfigurationException) as err:
             raise InputError(str(err)) from err
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The Trainer, writing checkpoints with :class:`~callbacks.AtomicCheckpointIO` unless the
+        configuration names a ``CheckpointIO`` of its own: a full disk never leaves one cut short."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        given = config.trainer.get("plugins")
+        plugins = [] if given is None else given if isinstance(given, list) else [given]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
 
     def _run_subcommand(self, subcommand: str) -> None:
         # LightningCLI's public hooks (before_/after_<subcommand>) do not see the subcommand's

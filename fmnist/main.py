@@ -15,7 +15,7 @@ from jsonargparse import ArgumentError
 
 from callbacks import TrainingDivergedError
 from fmnist.cli import FashionCLI
-from fmnist.diskfull import disk_full_message, threads_quiet_when_disk_full
+from fmnist.diskfull import StoppedRun, disk_full_message, threads_quiet_when_disk_full
 from fmnist.errors import InputError
 from fmnist.quiet import quiet_lightning
 
@@ -30,6 +30,7 @@ def main(args: list[str] | None = None) -> None:
     """
     quiet_lightning()
     command = sys.argv[1:2] if args is None else args[:1]
+    stopped = StoppedRun()  # the run folder of a trainer an error stops, for a full disk's line
     try:
         with threads_quiet_when_disk_full():
             if command == ["sweep"]:
@@ -37,11 +38,11 @@ def main(args: list[str] | None = None) -> None:
 
                 sweep(sys.argv[2:] if args is None else args[1:])
             else:
-                FashionCLI(args)  # None: LightningCLI reads sys.argv itself
+                FashionCLI(args, trainer_defaults={"callbacks": [stopped]})  # None: LightningCLI reads sys.argv
         end_process_group()
     except Exception as err:
-        # a full disk first: it may also lie behind an InputError (a sweep's storage that stayed full)
-        full = disk_full_message(err, command[0] if command else "fit")  # deletes a checkpoint it cut short
+        # a full disk first: it may also lie behind an InputError (a run folder that could not be made)
+        full = disk_full_message(err, command[0] if command else "fit", stopped.run_dir)
         if os.environ.get("FMNIST_DEBUG") or (full is None and not isinstance(err, USER_ERRORS)):
             raise
         if full is not None:

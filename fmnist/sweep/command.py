@@ -22,7 +22,7 @@ import optuna
 import torch
 
 from callbacks import TrainingDivergedError
-from fmnist.diskfull import disk_full_message, threads_quiet_when_disk_full
+from fmnist.diskfull import database_full, disk_full_message, threads_quiet_when_disk_full
 from fmnist.errors import InputError
 from fmnist.quiet import quiet_lightning, quiet_sweep_trials
 from fmnist.sweep import report
@@ -162,6 +162,11 @@ def work(config: Sweep, worker: int = 1) -> None:
     study_run = StudyRun(config.root, config.settings.metrics)
     try:
         _work(study, config, worker, study_run, n_trials, deadline)
+    except Exception as err:
+        full = database_full(err, config.settings.storage)  # SQLite names no file; this names the database
+        if full is None:
+            raise
+        raise full from err
     finally:
         study_run.close()
 
@@ -210,7 +215,7 @@ def _worker(config: Sweep, threads: int, number: int) -> None:
         raise SystemExit(2) from None
     except StorageGone:
         raise SystemExit(GONE) from None  # sweep() prints one line for all the workers
-    except Exception as err:  # a full disk: the line main prints (and a checkpoint it cut short deleted)
+    except Exception as err:  # a full disk: the line main prints
         message = disk_full_message(err, "sweep")
         if message is None or os.environ.get("FMNIST_DEBUG"):
             raise

@@ -11,6 +11,7 @@ import optuna
 from torch.utils.tensorboard import SummaryWriter
 
 from callbacks.hparams import write_session
+from fmnist.diskfull import database_full
 from fmnist.errors import InputError
 from fmnist.sweep.settings import PRUNERS, SAMPLERS, Settings
 from fmnist.sweep.space import Param, check_same_space, grid_size
@@ -68,6 +69,9 @@ class Sweep:
         except StorageGone:  # waited for in vain: the caller ends the sweep with it
             raise
         except Exception as err:  # SQLAlchemy raises many types for a bad URL, a missing driver or server
+            full = database_full(err, settings.storage)
+            if full is not None:  # a disk full, not a storage that cannot be opened
+                raise full from err
             reason = hide_password(" ".join(str(err).split()), settings.storage)[:300]
             raise InputError(f"--storage {shown_url(settings.storage)}: cannot open it ({reason})") from err
         verbosity = optuna.logging.get_verbosity()
