@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
 from callbacks.checkpoint_io import CheckpointWriteError
+from fmnist.errors import debugging
 
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _SQLITE_FULL = getattr(sqlite3, "SQLITE_FULL", 13)
@@ -136,7 +137,7 @@ def threads_quiet_when_disk_full() -> Iterator[None]:
     previous = threading.excepthook
 
     def hook(args: Any) -> None:
-        if args.exc_value is None or os.environ.get("FMNIST_DEBUG") or not is_disk_full(args.exc_value):
+        if args.exc_value is None or debugging() or not is_disk_full(args.exc_value):
             previous(args)
 
     threading.excepthook = hook
