@@ -38,19 +38,21 @@ class TimeBudget(Callback):
     their rates. Other schedules keep the length they were made with, and the callback warns once.
 
     The forecast does not see per-epoch work (pictures, checkpoints) nor a machine whose speed changes
-    later; the margin is for them. At the start of every later epoch the callback plans again, at the
-    pace of the last two epochs (the forecast stands for the first one's predecessor), and prints one
-    line when the plan changes:
+    later; the margin is for them. At the start of every later epoch the callback plans again
+    (:func:`replan`) at the pace of the last two epochs (the forecast stands in for the one before the
+    first), and prints one line when the plan changes:
 
-    - when the run would end past the whole budget even at the faster of the two paces, it trains
-      fewer epochs: the most that fit ``1 - margin`` of the budget at that pace;
+    - when the run would end past ``1 - margin / 2`` of the budget even at the faster of the two paces,
+      it trains fewer epochs: the most that fit ``1 - margin`` of the budget at that pace;
     - when, even at the slower of the two, more epochs fit ``1 - margin`` of the budget than are
       planned, it trains more, up to the configured ``max_epochs``.
 
-    So one slow (or fast) epoch alone never moves the plan; two in a row do. ``trainer.max_time``
-    stays the hard stop; this callback never changes it. A resumed run keeps the epochs of the run it
-    resumes (saved in checkpoints, as its schedules' plans are) and plans nothing again. Under DDP,
-    rank zero's measurement decides for every process.
+    So the pace of one slow (or fast) epoch alone never moves the plan (the time it took does count);
+    two in a row do, and a run that only just fits is shortened while half the margin is left for a
+    slowdown after the last check.
+    ``trainer.max_time`` stays the hard stop; this callback never changes it. A resumed run keeps the
+    epochs of the run it resumes (saved in checkpoints, as its schedules' plans are) and plans nothing
+    again. Under DDP, rank zero's measurement decides for every process.
 
     Args:
         minutes: the time ``fit`` may take, from its start (this callback's ``setup``) to its end.
@@ -190,18 +192,11 @@ class TimeBudget(Callback):
 
     def _replan(self, trainer: "pl.Trainer", elapsed: float) -> tuple[int, str] | None:
         """The epochs to train at the last two epochs' pace, when they change, and the line that says so."""
-        done, planned, budget = trainer.current_epoch, trainer.max_epochs, self.minutes * 60
-        fast, slow = min(self.paces[-2:]), max(self.paces[-2:])
-        if elapsed + (planned - done) * fast > budget:  # past the budget even at the faster pace
-            pace, change = fast, "compressed"
-            epochs = max(done + 1, done + math.floor((budget * (1 - self.margin) - elapsed) / fast))
-            if epochs >= planned:
-                return None
-        else:
-            pace, change = slow, "stretched"
-            epochs = int(min(self._most, done + math.floor((budget * (1 - self.margin) - elapsed) / slow)))
-            if epochs <= planned:
-                return None
+        done, planned = trainer.current_epoch, trainer.max_epochs
+        epochs = replan(planned, done, elapsed, self.paces, self.minutes * 60, self.margin, self._most)
+        if epochs == planned:
+            return None
+        pace, change = (min(self.paces[-2:]), "compressed") if epochs < planned else (max(self.paces[-2:]), "stretched")
         rest = f", the rest of the schedule {change} to end with them" if _planned_schedules(trainer) else ""
         return epochs, (
             f"TimeBudget: epoch {done} took {_seconds(self.paces[-1])}, forecast {_seconds(self.epoch_seconds)};"
@@ -230,6 +225,31 @@ class TimeBudget(Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs}
+
+
+def replan(
+    planned: int, done: int, elapsed: float, paces: list[float], budget: float, margin: float, most: float = math.inf
+) -> int:
+    """The epochs to train after ``done`` of ``planned``, ``elapsed`` seconds into a ``budget``.
+
+    ``paces`` are the seconds of the epochs so far (the forecast first); the last two decide. When the
+    run would end past ``1 - margin / 2`` of the budget even at the faster of them, the most epochs that
+    fit ``1 - margin`` of it at that pace; when, even at the slower, more epochs fit ``1 - margin`` than
+    are planned, those (never more than ``most``); else the plan stays. So one slow epoch alone never
+    moves the plan, and a run that only just fits is shortened while half the margin is left.
+
+    >>> replan(14, 2, 156.5, [49.5, 49.5, 82.0], budget=840, margin=0.1)  # one slow epoch
+    14
+    >>> replan(14, 3, 238.5, [49.5, 49.5, 82.0, 82.0], budget=840, margin=0.1)  # two in a row
+    9
+    >>> replan(10, 3, 120.0, [40.0, 40.0, 36.0, 36.0], budget=840, margin=0.1, most=30)  # faster than planned
+    20
+    """
+    fast, slow = min(paces[-2:]), max(paces[-2:])
+    if elapsed + (planned - done) * fast > budget * (1 - margin / 2):
+        return min(planned, max(done + 1, done + math.floor((budget * (1 - margin) - elapsed) / fast)))
+    fitting = done + math.floor((budget * (1 - margin) - elapsed) / slow)
+    return int(min(most, fitting)) if fitting > planned and most > planned else planned
 
 
 def validations_per_epoch(trainer: "pl.Trainer", batches: int) -> float:
