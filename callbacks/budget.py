@@ -182,9 +182,10 @@ class TimeBudget(Callback):
                 f"TimeBudget: one epoch is forecast at {epoch_s / 60:.1f} min, more than the {self.minutes:g} min"
                 " budget leaves for training; training one epoch, which trainer.max_time may cut"
             )
-        validation = "validation not timed (no sanity check)" if val_batches and not val_steps else "of validation"
+        untimed = val_batches and not val_steps
+        validation = "validation not timed (no sanity check)" if untimed else f"{_seconds(validation_s)} of validation"
         line = (
-            f"TimeBudget: {_seconds(step_s)} a training step x {batches} steps + {_seconds(validation_s)} {validation}"
+            f"TimeBudget: {_seconds(step_s)} a training step x {batches} steps + {validation}"
             f" = {_seconds(epoch_s)} an epoch -> {epochs}{f' of {configured}' if configured else ''} epochs,"
             f" {(spent + (epochs - 1) * epoch_s) / 60:.1f} min forecast of the {self.minutes:g} min budget"
         )

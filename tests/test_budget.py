@@ -126,6 +126,9 @@ def test_the_budget_never_raises_max_epochs_and_prints_one_line(data_dir: Path, 
     assert f"a training step x {STEPS_PER_EPOCH} steps + " in line and " s of validation = " in line
     assert line.endswith(" of the 60 min budget") and " -> 2 of 2 epochs, " in line
 
+    fit(data_dir, TimeBudget(minutes=60, probe_steps=2), max_epochs=1, num_sanity_val_steps=0)
+    assert " steps + validation not timed (no sanity check) = " in budget_lines(printed)[-1]
+
 
 def test_timing_leaves_the_run_as_it_would_be_without_it(data_dir: Path) -> None:
     with_budget, _ = fit(data_dir, TimeBudget(minutes=60, probe_steps=2), max_epochs=1)
