@@ -45,6 +45,7 @@ from callbacks.images import MisclassifiedImages, SampleImages
 from callbacks.predictions import PredictionGrid, PredictionWriter
 from callbacks.projector import EmbeddingProjector
 from callbacks.scalars import MultilineCharts
+from callbacks.schedule import OneCycleProgressLR, ProgressLR
 from callbacks.tensorboard import find_tensorboard
 from callbacks.throughput import EpochThroughput
 
@@ -59,10 +60,12 @@ __all__ = [
     "MisclassifiedImages",
     "ModelGraph",
     "MultilineCharts",
+    "OneCycleProgressLR",
     "PRCurves",
     "ParameterHistograms",
     "PredictionGrid",
     "PredictionWriter",
+    "ProgressLR",
     "SampleImages",
     "TimeBudget",
     "TrainingDivergedError",

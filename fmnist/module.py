@@ -171,7 +171,7 @@ class FashionMNISTClassifier(CheckedLoading, LightningModule):
             return False
         try:
             trainer = self.trainer
-        except RuntimeError:  # not attached: a copy timing its steps (callbacks.TimeBudget), as in any epoch
+        except RuntimeError:  # not attached to a trainer (the module used on its own): as in any epoch
             return False
         if stage != "val" or trainer.state.fn != "fit":
             return True
