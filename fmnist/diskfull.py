@@ -27,6 +27,7 @@ from typing_extensions import override
 
 from callbacks.checkpoint_io import CheckpointWriteError
 from fmnist.errors import debugging
+from fmnist.runs import CHECKPOINTS
 
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _SQLITE_FULL = getattr(sqlite3, "SQLITE_FULL", 13)
@@ -81,7 +82,7 @@ def disk_full_message(err: BaseException, command: str, run_dir: Path | None = N
     written = next((e for e in _chain(err) if isinstance(e, OSError) and (e.filename2 or e.filename)), None)
     # a failed write() names no file, nor does TensorBoard's writer thread: the file the disk stopped is the newest
     path = Path(os.fsdecode(written.filename2 or written.filename)) if written else _newest_file(run_dir)
-    if run_dir is None and path is not None and path.parent.name == "checkpoints":
+    if run_dir is None and path is not None and path.parent.name == CHECKPOINTS:
         run_dir = path.parent.parent
     checkpoints = _checkpoints(run_dir)
     text = f"no space left on device writing {path}" if path else "no space left on device"
@@ -177,6 +178,6 @@ def _newest_file(run_dir: Path | None) -> Path | None:
 
 
 def _checkpoints(run_dir: Path | None) -> list[Path]:
-    if run_dir is None or not (run_dir / "checkpoints").is_dir():
+    if run_dir is None or not (run_dir / CHECKPOINTS).is_dir():
         return []
-    return sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return sorted((run_dir / CHECKPOINTS).glob("*.ckpt"), key=lambda p: p.stat().st_mtime)

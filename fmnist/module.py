@@ -23,7 +23,7 @@ from fmnist.augment import tta_views
 from fmnist.checkpoints import CheckedLoading
 from fmnist.data import VALUE_RANGE
 from fmnist.errors import InputError
-from fmnist.idx import CLASS_NAMES
+from fmnist.idx import CLASS_NAMES, IMAGE_SIDE
 from fmnist.model import FashionCNN
 
 #: Scheduler arguments that say how long the schedule is; left open (None, or 0 for a required one)
@@ -98,7 +98,7 @@ class FashionMNISTClassifier(CheckedLoading, LightningModule):
         self.net = FashionCNN(
             conv1_channels, conv2_channels, hidden_size, dropout, len(CLASS_NAMES), batch_norm, padding, conv3_channels
         )
-        self.example_input_array = torch.zeros(1, 1, 28, 28)
+        self.example_input_array = torch.zeros(1, 1, IMAGE_SIDE, IMAGE_SIDE)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
 
