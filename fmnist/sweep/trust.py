@@ -145,8 +145,9 @@ def importances(
     Optuna's PED-ANOVA (its default evaluator; top quantile: :func:`top_quantile`) on in-memory studies of the complete trials: as they are, and ``shuffles``
     times with each option's values permuted across them (the null: what the option gets by
     chance). The estimate is the raw importance minus the null's mean; the interval, the raw
-    importance minus the null's upper and lower ``LEVEL`` quantiles. It reaches zero exactly when
-    a one-sided permutation test at ``(1 - LEVEL) / 2`` cannot tell the option from chance. Empty
+    importance minus the null's upper and lower ``LEVEL`` quantiles (its upper end at least 0). It
+    reaches zero exactly when a one-sided permutation test at ``(1 - LEVEL) / 2`` cannot tell the
+    option from chance. Empty
     with fewer than 3 complete trials or 2 options, or when the evaluator cannot work on them.
     """
     rows = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
@@ -161,16 +162,21 @@ def importances(
         )
         for t in rows
     ]
-    rng = np.random.default_rng(seed)
+    rng, verbosity = np.random.default_rng(seed), optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" each time
     try:
         raw = _raw(rows, names, direction)
         nulls = np.array([_raw(_shuffled(rows, names, rng), names, direction) for _ in range(shuffles)])
     except (ValueError, RuntimeError):  # e.g. no option varies
         return {}
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     upper, lower = np.quantile(nulls, [(1 + LEVEL) / 2, (1 - LEVEL) / 2], axis=0)
     total = float(raw.sum()) or 1.0
+    # an option cannot matter less than not at all: an interval wholly below zero (its values spread over the
+    # best trials more evenly than almost any shuffle, which chance does (1 - LEVEL) / 2 of the time) ends at zero
     found = {
-        n: Importance(raw[i] / total, raw[i] - nulls[:, i].mean(), raw[i] - upper[i], raw[i] - lower[i])
+        n: Importance(raw[i] / total, raw[i] - nulls[:, i].mean(), raw[i] - upper[i], max(raw[i] - lower[i], 0.0))
         for i, n in enumerate(names)
     }
     return dict(sorted(found.items(), key=lambda item: (-item[1].estimate, item[0])))
