@@ -6,6 +6,10 @@ sweep's fit options plus the sampled values, so every fit option works and the t
 callback reports the metric after each validation epoch (unless the pruner is ``none``), and the
 HParams row is written when the trial ends, because only then is its state (complete, pruned,
 failed) known.
+
+With ``repeats: k`` a trial fits its sampled values k times, with ``seed_everything`` and the k - 1
+seeds after it, into ``trial_<number>/seed_<seed>/``; its value is their mean, and only the first
+seed reports to the pruner (docs/sweeps.md says why).
 """
 
 import statistics
