@@ -31,7 +31,7 @@ from fmnist.sweep.settings import DEFAULT_TRIALS, Settings, add_flags
 from fmnist.sweep.space import check_against_fit, grid_size, load
 from fmnist.sweep.storage import StorageGone, storage_gone
 from fmnist.sweep.study import Sweep
-from fmnist.sweep.trial import STARTED, Surplus, check_repeats, run_trial
+from fmnist.sweep.trial import STARTED, Surplus, run_trial
 
 HELP = """Search fit options with Optuna: each trial is an ordinary `fit` run in runs/<study>/trial_<n>/.
 
@@ -85,7 +85,6 @@ def sweep(args: list[str]) -> None:
         settings.n_trials = grid or DEFAULT_TRIALS
     config = Sweep(settings, params, fit_options, root)
     config.check()
-    check_repeats(config)
     _quiet_trials(settings.verbose)
     created = next((path for path in [*reversed(root.parents), root] if not path.exists()), None)
     root.mkdir(parents=True, exist_ok=True)

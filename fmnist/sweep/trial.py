@@ -25,7 +25,7 @@ from fmnist.cli import FashionCLI
 from fmnist.errors import InputError
 from fmnist.sweep.space import as_flag
 from fmnist.sweep.study import Sweep, write_row
-from fmnist.sweep.trust import SEED_OPTION, SEED_VALUES
+from fmnist.sweep.trust import SEED_VALUES
 
 #: Fit flags every trial starts from (a sweep's own flags come after and win): no progress bars
 #: and model summaries from trials that may run side by side, and no test after fit: a search
@@ -65,15 +65,6 @@ def run_trial(trial: optuna.Trial, sweep: Sweep) -> float | tuple[float, ...]:
         trial.set_user_attr(SEED_VALUES, runs)
     scores = tuple(statistics.fmean(run[i] for run in runs) for i in range(len(sweep.settings.metrics)))
     return scores[0] if len(scores) == 1 else scores
-
-
-def check_repeats(sweep: Sweep) -> None:
-    """Before any trial: repeats choose the seeds, so the space cannot search them too."""
-    if sweep.settings.repeats > 1 and any(param.key == SEED_OPTION for param in sweep.params):
-        raise InputError(
-            f"sweep: repeats {sweep.settings.repeats} trains each configuration with seed_everything, +1, ...;"
-            " a space that searches seed_everything runs with repeats: 1"
-        )
 
 
 def repeat_seeds(sweep: Sweep, values: dict[str, Any]) -> list[int | None]:
