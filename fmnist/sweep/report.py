@@ -9,9 +9,10 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from fmnist.runs import tensorboard_configs
-from fmnist.sweep import board
+from fmnist.sweep import board, verdict
 from fmnist.sweep.storage import shown_url
 from fmnist.sweep.study import Sweep
+from fmnist.sweep.trust import SEED_VALUES
 
 STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 STATES.update({TrialState.RUNNING: "running", TrialState.WAITING: "waiting"})
@@ -39,16 +40,31 @@ def summary(study: optuna.Study, config: Sweep) -> None:
     found = board.importances(study, settings.metrics, settings.directions)
     for metric, importance in found.items():
         if importance:
-            ranked = ", ".join(f"{name} {value:.2f}" for name, value in importance.items())
+            ranked = ", ".join(f"{name} {value.share:.2f}" for name, value in importance.items())
             print(f"what mattered for {metric} (PED-ANOVA importance): {ranked}")
+            print("\n".join(verdict.importance_lines(metric, importance, len(complete))))
     best = (
         [study.best_trial]
         if len(settings.metrics) == 1
         else sorted(study.best_trials, key=lambda t: sign * t.values[0])
     )
     commands = _write_best(best, complete, config)
-    board.write_end(config.root, study, settings.metrics, found, best, commands)
+    notes = _trust(complete, config, best)
+    board.write_end(config.root, study, settings.metrics, found, best, commands, notes)
     print(f"study run: {config.root / board.FOLDER}  (tensorboard --logdir {config.root})")
+
+
+def _trust(complete: list[FrozenTrial], config: Sweep, best: list[FrozenTrial]) -> dict[str, str]:
+    """Print the noise floor and the significance line; the same for the study run's Text."""
+    settings = config.settings
+    chosen = next((t for t in complete if t.number == settings.pick), None)
+    if chosen is None and len(settings.metrics) == 1:
+        chosen = best[0]
+    prefix = "" if len(settings.metrics) == 1 else f"{settings.metrics[0]}: "
+    noise = verdict.noise_lines(complete, settings.metrics)
+    line = verdict.significance_line(complete, settings.metrics[0], settings.directions[0], chosen, prefix)
+    print("\n".join([*noise, line]))
+    return {"Noise floor": "  \n".join(noise), "Significance": line}
 
 
 def _print_table(trials: list[FrozenTrial], keys: list[str], metrics: list[str]) -> None:
@@ -118,6 +134,8 @@ def trial_line(trial: FrozenTrial, config: Sweep, worker: int) -> None:
     values = "  ".join(f"{k}={_cell(v)}" for k, v in trial.params.items())
     results = trial.values or [None] * len(config.settings.metrics)
     scores = "  ".join(f"{m} {_cell(v)}" for m, v in zip(config.settings.metrics, results))
+    if SEED_VALUES in trial.user_attrs:
+        scores += f" (mean of {len(trial.user_attrs[SEED_VALUES])} seeds)"
     state = STATES.get(trial.state, trial.state.name.lower())
     print(
         f"trial {trial.number}  {values}  {scores}  {state}  {_minutes(trial)} min  worker {worker}",
@@ -134,14 +152,16 @@ def write_best(trial: FrozenTrial, config: Sweep, name: str = "best.yaml") -> Pa
         return None
     fit = yaml.safe_load(source.read_text())
     for args in tensorboard_configs(fit["trainer"]["logger"]):
-        if args["version"] == run_dir.name:
-            args.update(name=f"{args['name']}/{Path(name).stem}", version=None)
+        if args["version"] == run_dir.name:  # runs/<study>/<stem>/, from a trial's folder or a seed's inside it
+            args.update(save_dir=str(config.root.parent), name=f"{config.root.name}/{Path(name).stem}", version=None)
     for flag in ("enable_progress_bar", "enable_model_summary"):  # off in trials only to keep workers' output apart
         if f"--trainer.{flag}" not in config.fit_options:
             fit["trainer"][flag] = True
     values = ", ".join(f"{k}={_cell(v)}" for k, v in trial.params.items())
     scores = ", ".join(f"{m} {_score(v)}" for m, v in zip(config.settings.metrics, trial.values))
     path = config.root / name
+    if SEED_VALUES in trial.user_attrs:
+        scores += f" (the mean of {len(trial.user_attrs[SEED_VALUES])} seeds; this file trains the first)"
     header = (
         f"# Trial {trial.number} of study {config.settings.study}: {scores}\n"
         f"# sampled values: {values}\n# reproduce it with: python -m fmnist fit --config {path}\n"

@@ -93,6 +93,12 @@ class Settings:
         POSITIVE_INT,
     )
     workers: int = setting(1, "trials run at once on this machine, as processes sharing the cores", POSITIVE_INT)
+    repeats: int = setting(
+        1,
+        "seeds per sampled configuration: a trial fits it with seed_everything, +1, ... (runs trial_<n>/seed_<s>/) "
+        "and its value is their mean; pruning judges the first seed. 2 or more measure the seed noise",
+        POSITIVE_INT,
+    )
     storage: str | None = setting(
         None,
         "Optuna storage URL (default: sqlite:///<save_dir>/<study>/study.db); postgresql://... "

@@ -16,6 +16,7 @@ from fmnist.errors import InputError
 from fmnist.sweep.settings import PRUNERS, SAMPLERS, Settings
 from fmnist.sweep.space import Param, check_same_space, grid_size
 from fmnist.sweep.storage import GRACE, HEARTBEAT, PatientStorage, StorageGone, engine, hide_password, shown_url
+from fmnist.sweep.trust import SEED_OPTION
 
 #: A killed trial's configuration is queued again at most this many times.
 MAX_RETRY = 3
@@ -36,7 +37,7 @@ class Sweep:
     root: Path  # runs/<study>
 
     def check(self) -> None:
-        """The settings' values, and what the sampler needs of the space."""
+        """The settings' values, what the sampler needs of the space, and a seed the repeats leave free."""
         self.settings.check()
         if self.settings.sampler == "grid":
             continuous = [p.key for p in self.params if p.grid() is None]
@@ -45,6 +46,11 @@ class Sweep:
             size = grid_size(self.params)
             if self.settings.n_trials > size:
                 raise InputError(f"sweep: n_trials {self.settings.n_trials} exceeds the grid's {size} combinations")
+        if self.settings.repeats > 1 and any(param.key == SEED_OPTION for param in self.params):
+            raise InputError(
+                f"sweep: repeats {self.settings.repeats} trains each configuration with seed_everything, +1, ...;"
+                " a space that searches seed_everything runs with repeats: 1"
+            )
 
     def open(self, wait: bool = False) -> optuna.Study:
         """The study, created on first use; a clear error when its storage cannot be opened.
