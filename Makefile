@@ -1,4 +1,5 @@
-# Two commands: `make fit` trains the tutorial's CNN for 5 epochs, `make test` runs the tests.
+# Two commands: `make fit` trains the tutorial's CNN for 5 epochs, `make test` runs the fast tests
+# (every module, a few minutes); `make test-all` runs them all (real servers, browser, real data), as CI does.
 # Both create .venv and install what they need on first use.
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 SYSTEM_DATA := /usr/share/datasets/fashion-mnist
 EPOCHS ?= 5
 
-.PHONY: fit test test-fast lint format data install tensorboard benchmark screenshots clean
+.PHONY: fit test test-all lint format data install tensorboard benchmark screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +31,11 @@ data:
 fit: install data
 	$(PY) -m fmnist fit --trainer.max_epochs $(EPOCHS)
 
-test: install data
-	$(PY) -m pytest
-
-test-fast: install
+test: install
 	$(PY) -m pytest -m "not slow"
+
+test-all: install data
+	$(PY) -m pytest
 
 # ruff, configured in pyproject.toml: lint and format check (CI runs it); `make format` rewrites
 lint: install

@@ -1,5 +1,5 @@
 """Speed benchmark: ``make benchmark``, or from the repository root
-``python -m benchmarks.bench [--epochs 5] [--repeat 2] [--parts fit,step] [--data_dir ./data]`` (15 minutes on 2 CPU cores).
+``python -m benchmarks.bench [--epochs 5] [--repeat 2] [--parts fit,step] [--data_dir ./data]``.
 
 Times, in one run on the same data: the tutorial's own training loop (per-image PIL transforms,
 ``SummaryWriter`` and all), ``fit`` with every callback, ``fit`` without callbacks, and the bare
@@ -7,6 +7,7 @@ train step (the compute floor); prints seconds per epoch (median of the epochs o
 peak memory and test accuracy, and how long ``python -m fmnist --help`` takes next to importing
 lightning and torchvision. Each part runs in a process of its own, so that its peak memory and
 its warm-up are its own. A part that fails stops the benchmark with that part's own error message.
+The figures it gave, and how long it took: ``docs/results.md``.
 """
 
 import argparse

@@ -1,9 +1,9 @@
-"""GPU check: ``python -m benchmarks.gpu [--data_dir ./data]`` on a machine with a CUDA GPU (under 5 minutes on one H200).
+"""GPU check: ``python -m benchmarks.gpu [--data_dir ./data]`` on a machine with a CUDA GPU.
 
 Trains ``configs/default.yaml`` and ``configs/tuned.yaml`` for 2 epochs each, in ``32-true`` and in
 ``bf16-mixed``, through fmnist's own ``fit`` (every callback, validation included, no test), each
 in a process of its own; and times the bare training step of each network (forward, loss,
-backward, AdamW; CUDA events, after warm-up). Prints a Markdown table for the README: seconds per
+backward, AdamW; CUDA events, after warm-up). Prints a Markdown table for ``docs/results.md``: seconds per
 epoch (each of the two), training images per second of the second epoch (its validation
 included), the bare step, and the peak GPU memory of the fit (``torch.cuda.max_memory_allocated``).
 Without a GPU it says so in one line and exits with status 2; ``--dry_run`` then runs the

@@ -1,4 +1,4 @@
-"""Training step in float32 against bfloat16 autocast: ``python -m benchmarks.precision`` (about 30 s).
+"""Training step in float32 against bfloat16 autocast: ``python -m benchmarks.precision``.
 
 The figure behind ``trainer.precision: bf16-mixed`` in configs/tuned.yaml. Times the bare training
 step (forward, loss with the configuration's label smoothing, backward, AdamW) of the networks of
@@ -7,6 +7,7 @@ them, on random inputs, in both precisions, round-robin so that a drift of the m
 hits both alike; prints the seconds a
 55,000-image epoch takes (median of the rounds) and the speed-up. What the CPU offers for bfloat16
 (AMX, AVX512-BF16) decides the result: without them, bfloat16 is emulated and usually slower.
+What it measured, where, and how long it took: ``docs/results.md``.
 """
 
 import argparse

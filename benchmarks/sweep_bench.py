@@ -1,4 +1,4 @@
-"""Sweep benchmark: ``python -m benchmarks.sweep_bench [--epochs 5] [--batches 0.25]`` (about 20 minutes on 2 cores).
+"""Sweep benchmark: ``python -m benchmarks.sweep_bench [--epochs 5] [--batches 0.25]`` (its figures: ``docs/results.md``).
 
 On the real Fashion-MNIST data, with short trials (``--epochs`` epochs on ``--batches`` of the
 training batches, validation on ``--val_batches`` of the validation batches, every callback of

@@ -1,5 +1,5 @@
 """What ``callbacks.EpochThroughput`` costs a ``fit``: from the repository root
-``python -m benchmarks.throughput_cost [--pairs 3] [--epochs 2] [--data_dir ./data]`` (about 2 minutes a pair on 2 CPU cores).
+``python -m benchmarks.throughput_cost [--pairs 3] [--epochs 2] [--data_dir ./data]`` (its figures: ``docs/results.md``).
 
 Runs the default ``fit`` (every callback, real data, no test after it) with and without the
 throughput callback, each in a process of its own, in pairs whose order alternates (with/without,

@@ -24,6 +24,9 @@ on global rank zero; ``EpochThroughput``'s scalars go through ``self.log``, to e
 - A callback that cannot work on a model (no logits, no prediction dict, no linear layer, an
   untraceable model, no TensorBoardLogger) warns once and writes nothing; it never stops training.
 
+Besides the callbacks, one Trainer plugin: :class:`AtomicCheckpointIO` writes checkpoints that are
+whole or absent, never cut short by a full disk.
+
 Example, for any classifier ``model`` and datamodule ``data``::
 
     trainer = Trainer(logger=TensorBoardLogger("runs"), callbacks=[SampleImages(), ConfusionMatrixImage()])
@@ -32,6 +35,7 @@ Example, for any classifier ``model`` and datamodule ``data``::
 
 from callbacks.averaging import WeightEMA
 from callbacks.budget import TimeBudget
+from callbacks.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
 from callbacks.divergence import DivergenceGuard, TrainingDivergedError
 from callbacks.evaluation import ConfusionMatrixImage, PRCurves
 from callbacks.graph import ModelGraph
@@ -41,10 +45,13 @@ from callbacks.images import MisclassifiedImages, SampleImages
 from callbacks.predictions import PredictionGrid, PredictionWriter
 from callbacks.projector import EmbeddingProjector
 from callbacks.scalars import MultilineCharts
+from callbacks.schedule import OneCycleProgressLR, ProgressLR
 from callbacks.tensorboard import find_tensorboard
 from callbacks.throughput import EpochThroughput
 
 __all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointWriteError",
     "ConfusionMatrixImage",
     "DivergenceGuard",
     "EmbeddingProjector",
@@ -53,10 +60,12 @@ __all__ = [
     "MisclassifiedImages",
     "ModelGraph",
     "MultilineCharts",
+    "OneCycleProgressLR",
     "PRCurves",
     "ParameterHistograms",
     "PredictionGrid",
     "PredictionWriter",
+    "ProgressLR",
     "SampleImages",
     "TimeBudget",
     "TrainingDivergedError",

@@ -1,10 +1,10 @@
 """The fit CLI: ``python -m fmnist fit|validate|test|predict [--config FILE] [--key value ...]``.
 
-LightningCLI does the parsing; this file adds fmnist's defaults (``default.yaml`` beside it, the
-same file as ``configs/default.yaml``), run names built from hyperparameters, checkpoint
-shorthands, runs that continue in their own folder, a test and a summary after ``fit``, and
-user errors raised as :class:`~fmnist.errors.InputError`. The entry point (:mod:`fmnist.main`)
-turns those into one line; the sweep (:mod:`fmnist.sweep`) builds its trials with this CLI.
+LightningCLI does the parsing; this file wires in fmnist's defaults (``default.yaml`` beside it,
+the same file as ``configs/default.yaml``), its run folders (:mod:`fmnist.runs`), checkpoints read
+as data (:mod:`fmnist.checkpoints`), its console output (:mod:`fmnist.console`) and a test after
+``fit``; user errors are raised as :class:`~fmnist.errors.InputError`, which the entry point
+(:mod:`fmnist.main`) turns into one line. The sweep (:mod:`fmnist.sweep`) builds its trials with this CLI.
 """
 
 import sys
@@ -14,20 +14,25 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from callbacks import TimeBudget
-from fmnist.checkpoints import CHECKPOINT_SHORTHANDS, checkpoint_step, newest_checkpoint
+from callbacks import AtomicCheckpointIO
+from fmnist.checkpoints import check_classes, read_checkpoint, trusted_classes
+from fmnist.console import first_line, fit_summary, wants_progress_lines
 from fmnist.data import FashionMNISTDataModule
 from fmnist.errors import InputError
 from fmnist.hardware import choose_precision
 from fmnist.logger import RunLogger
 from fmnist.module import FashionMNISTClassifier
 from fmnist.progress import LineProgressBar
-from fmnist.summary import fit_summary, shown
+from fmnist.runs import CHECKPOINT_SHORTHANDS, log_into, newest_checkpoint, run_name, run_of, tensorboard_configs
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+#: What a checkpoint's hyperparameters build: the keys LightningCLI's classes are saved under.
+CHECKPOINT_CLASSES = {"hyper_parameters": FashionMNISTClassifier, "datamodule_hyper_parameters": FashionMNISTDataModule}
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DESCRIPTION = (
     "fmnist: the TensorBoard-with-PyTorch tutorial's CNN on Fashion-MNIST, as a Lightning project."
@@ -129,29 +134,38 @@ class FashionCLI(LightningCLI):
         _sync_learning_rate(config.model)
         loggers = tensorboard_configs(config.trainer.logger)
         for logger in loggers:
-            logger.init_args.name = _run_name(logger.init_args.name, config)
-        if self.run_dir is not None:
-            _log_into(loggers, self.run_dir)
-        elif config.get("ckpt_path"):
+            logger["name"] = run_name(logger["name"], config)
+        if config.get("ckpt_path"):
             self._use_checkpoint(config, loggers, resume=subcommand == "fit")
+        if self.run_dir is not None:
+            log_into(loggers, self.run_dir)
         self._given_tta = config.model.get("tta")
         self.save_config_kwargs["config_filename"] = (
             f"{subcommand}_config.yaml" if subcommand not in (None, "fit") else "config.yaml"
         )
 
     def _use_checkpoint(self, config: Namespace, loggers: list[Namespace], resume: bool) -> None:
-        """Resolve ``--ckpt_path`` shorthands, check the file, and log into the run it came from."""
+        """Resolve ``--ckpt_path`` shorthands, check the file, and log into the run it came from.
+
+        Runs before LightningCLI puts the checkpoint's hyperparameters over the configuration (its
+        ``_parse_ckpt_path``), where jsonargparse would import and call the classes they name: those
+        are checked first (:func:`~fmnist.checkpoints.check_classes`).
+        """
         if config.ckpt_path in CHECKPOINT_SHORTHANDS:
             config.ckpt_path = str(newest_checkpoint(config.ckpt_path, loggers))
         path = Path(config.ckpt_path)
-        step = checkpoint_step(path)
-        run_dir = path.parent.parent
-        if not loggers or path.parent.name != "checkpoints" or not (run_dir / "hparams.yaml").is_file():
-            return  # not inside an fmnist run folder: log into a new run
-        _log_into(loggers, run_dir)
-        if resume and "purge_step" in loggers[0].init_args:
+        checkpoint = read_checkpoint(path)
+        trusted = trusted_classes(config.model, "hyper_parameters") | trusted_classes(
+            config.data, "datamodule_hyper_parameters"
+        )
+        check_classes(checkpoint, path, CHECKPOINT_CLASSES, trusted)
+        run_dir = run_of(path)
+        if self.run_dir is not None or run_dir is None:
+            return  # a trial's own folder, or a checkpoint from outside any run: log into a new run
+        log_into(loggers, run_dir)
+        if resume and loggers and "purge_step" in loggers[0]:
             # events the interrupted run wrote after its last checkpoint are hidden, not duplicated
-            loggers[0].init_args.purge_step = step
+            loggers[0]["purge_step"] = int(checkpoint.get("global_step", 0))
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
@@ -160,11 +174,7 @@ class FashionCLI(LightningCLI):
             # (its _parse_ckpt_path); the views to average are chosen at evaluation, not at training:
             # --model.tta on validate, test or predict applies to any checkpoint ('[]': none)
             config.model.tta = self._given_tta
-        trainer = config.trainer
-        callbacks = trainer.callbacks if isinstance(trainer.callbacks, list) else [trainer.callbacks]
-        configured = any("ProgressBar" in str(c.get("class_path", "")) for c in callbacks if isinstance(c, Namespace))
-        if trainer.enable_progress_bar is not False and not configured and not sys.stderr.isatty():
-            # not a terminal (CI, nohup, a file): lines instead of a bar's carriage returns
+        if wants_progress_lines(config.trainer):
             given = self.trainer_defaults.get("callbacks", [])
             self.trainer_defaults = {
                 **self.trainer_defaults,
@@ -178,6 +188,16 @@ class FashionCLI(LightningCLI):
             super().instantiate_classes()
         except (ValueError, MisconfigurationException) as err:
             raise InputError(str(err)) from err
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The Trainer, writing checkpoints with :class:`~callbacks.AtomicCheckpointIO` unless the
+        configuration names a ``CheckpointIO`` of its own: a full disk never leaves one cut short."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        given = config.trainer.get("plugins")
+        plugins = [] if given is None else given if isinstance(given, list) else [given]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
 
     def _run_subcommand(self, subcommand: str) -> None:
         # LightningCLI's public hooks (before_/after_<subcommand>) do not see the subcommand's
@@ -213,24 +233,11 @@ class FashionCLI(LightningCLI):
         self._announce("predict")
 
     def _announce(self, subcommand: str) -> None:
-        """fmnist's first line: what runs, on what, and where its run folder is."""
-        if not self.trainer.is_global_zero:
-            return
-        trainer, config = self.trainer, self.config[subcommand]
-        device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
-        epochs = trainer.max_epochs
-        what = f"{epochs} epoch{'s' * (epochs != 1)}" if subcommand == "fit" and epochs and epochs > 0 else "the model"
-        budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)
-        if subcommand == "fit" and budget is not None:  # it chooses the epochs once fit has begun
-            what = f"up to {what} in {budget.minutes:g} min (TimeBudget)"
-        source = f" from {shown(config.ckpt_path)}" if config.get("ckpt_path") else ""
-        folder = f"; run folder {shown(trainer.log_dir)}" if trainer.log_dir else ""
-        seed = config.get("seed_everything")
-        print(
-            f"fmnist {subcommand}: {what}{source}, seed {seed}, on {trainer.num_devices} {device}"
-            f" ({trainer.precision}){folder}",
-            flush=True,
-        )
+        if self.trainer.is_global_zero:
+            config = self.config[subcommand]
+            print(
+                first_line(self.trainer, subcommand, config.get("ckpt_path"), config.get("seed_everything")), flush=True
+            )
 
     def after_fit(self) -> None:
         """Test the final model on the test split (``--test_after_fit``) and print the summary."""
@@ -277,38 +284,6 @@ def _sync_learning_rate(model: Namespace) -> None:
     init_args = optimizer.get("init_args") if isinstance(optimizer, Namespace) else None
     if isinstance(init_args, Namespace) and "lr" in init_args:
         init_args.lr = float(model.lr)
-
-
-def tensorboard_configs(logger: Any) -> list[Namespace]:
-    """The ``trainer.logger`` entries that take TensorBoardLogger's ``save_dir``, ``name`` and ``version``."""
-    entries = logger if isinstance(logger, list) else [logger]
-    return [
-        entry
-        for entry in entries
-        if isinstance(entry, Namespace)
-        and isinstance(entry.get("init_args"), Namespace)
-        and all(key in entry.init_args for key in ("save_dir", "name", "version"))
-    ]
-
-
-def _log_into(loggers: list[Namespace], run_dir: Path) -> None:
-    """Point the first TensorBoard logger at an existing or chosen run folder ``<save_dir>/<name>/<version>``."""
-    if loggers:
-        logger = loggers[0].init_args
-        logger.save_dir, logger.name, logger.version = str(run_dir.parent.parent), run_dir.parent.name, run_dir.name
-
-
-def _run_name(template: str | None, config: Namespace) -> str | None:
-    """Fill ``{model.lr}``-style placeholders of a run name from the parsed configuration."""
-    if not template or "{" not in template:
-        return template
-    try:
-        return template.format(model=config.model, data=config.data, trainer=config.trainer)
-    except (AttributeError, KeyError, IndexError, ValueError) as err:
-        raise InputError(
-            f"trainer.logger name {template!r}: cannot fill it in ({err}); placeholders look like"
-            " {model.lr} or {data.batch_size}"
-        ) from err
 
 
 def _prog() -> str:

@@ -16,6 +16,7 @@ from torchvision.datasets import FashionMNIST
 
 from fmnist import idx, pictures
 from fmnist.augment import RandomShiftFlip
+from fmnist.checkpoints import CheckedLoading
 from fmnist.errors import InputError
 from fmnist.idx import CLASS_NAMES
 
@@ -38,7 +39,7 @@ def normalize(images: Tensor) -> Tensor:
     return images.unsqueeze(1).float().div_(255).sub_(MEAN).div_(STD)
 
 
-class FashionMNISTDataModule(LightningDataModule):
+class FashionMNISTDataModule(CheckedLoading, LightningDataModule):
     """Fashion-MNIST, with a seeded validation split held out of the 60k training images.
 
     The files are searched, in order, in ``data_dir`` (gzipped or not, flat or in torchvision's

@@ -2,33 +2,57 @@
 
 ``python -m fmnist fit|validate|test|predict|sweep`` (:mod:`fmnist.main`) and the sweep's worker
 processes print :func:`disk_full_message` instead of a traceback when a write fails with ENOSPC
-or EDQUOT (checkpoints, event files, ``predictions.csv``) or SQLite finds the study's database
-full. A checkpoint cut short is deleted first, so that ``--ckpt_path last|best`` never reads one.
+or EDQUOT (a checkpoint, an event file, ``predictions.csv``) or SQLite finds the study's database
+full. It only reads: no checkpoint is ever cut short, because :class:`callbacks.AtomicCheckpointIO`
+writes each beside its target and renames it into place.
+
+What the line names comes from the error and from who knows it: the checkpoint that did not fit
+from :class:`~callbacks.checkpoint_io.CheckpointWriteError`, the run folder from the trainer the
+error stopped (:class:`StoppedRun`, a callback), the study's database from the sweep
+(:func:`database_full`).
 """
 
 import errno
 import os
-import shutil
 import sqlite3
-import tempfile
 import threading
-import time
-import traceback
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-import torch
-from lightning.pytorch import Trainer
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
+
+from callbacks.checkpoint_io import CheckpointWriteError
+from fmnist.errors import debugging
+from fmnist.runs import CHECKPOINTS
 
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _SQLITE_FULL = getattr(sqlite3, "SQLITE_FULL", 13)
 SAVE_DIR_FLAG = "--trainer.logger.init_args.save_dir"
-_DATABASES = {".db", ".sqlite", ".sqlite3"}  # SQLite rolls a failed write back: the file stays whole
-_STARTED = time.time()  # checkpoints older than this process are never its half-written ones
+
+
+class DatabaseFull(OSError):
+    """SQLite found the study's database, ``filename``, full (see :func:`database_full`)."""
+
+
+class StoppedRun(Callback):
+    """Remembers the run folder of the trainer that an exception stopped: ``run_dir``, else ``None``.
+
+    ``python -m fmnist`` gives one to the trainer it builds, and passes ``run_dir`` to
+    :func:`disk_full_message` when the command fails.
+    """
+
+    def __init__(self) -> None:
+        self.run_dir: Path | None = None
+
+    @override
+    def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        # the logger's log_dir, not Trainer.log_dir: that one is a collective, and other ranks may not be failing
+        log_dir = getattr(trainer.logger, "log_dir", None)
+        self.run_dir = Path(log_dir) if log_dir and os.path.isdir(log_dir) else None
 
 
 def is_disk_full(err: BaseException) -> bool:
@@ -36,36 +60,36 @@ def is_disk_full(err: BaseException) -> bool:
     return any(_says_full(e) for e in _chain(err))
 
 
-def disk_full_message(err: BaseException, command: str) -> str | None:
+def database_full(err: BaseException, url: str) -> DatabaseFull | None:
+    """The :class:`DatabaseFull` behind ``err`` when it says that the SQLite database at ``url`` is full.
+
+    SQLite's error, wrapped in SQLAlchemy's and Optuna's, names no file; the sweep, which knows
+    its storage's URL, raises this one from it so that the line can name the database.
+    """
+    if not url.startswith("sqlite:///") or not any(isinstance(e, sqlite3.Error) and _says_full(e) for e in _chain(err)):
+        return None
+    return DatabaseFull(errno.ENOSPC, "database or disk is full", url.removeprefix("sqlite:///").split("?")[0])
+
+
+def disk_full_message(err: BaseException, command: str, run_dir: Path | None = None) -> str | None:
     """The ``fmnist: error:`` text for a full disk, ``None`` for other errors.
 
-    ``command`` is the subcommand (``fit``, ``sweep``, ...): it decides how to go on. Checkpoints
-    the full disk cut short are deleted first (see :func:`_remove_cut`).
+    ``command`` is the subcommand (``fit``, ``sweep``, ...): it decides how to go on. ``run_dir``
+    is the run folder of the failed command, if known (:class:`StoppedRun`); a checkpoint's names it too.
     """
     if not is_disk_full(err):
         return None
-    frames = [frame for e in _chain(err) for frame, _ in traceback.walk_tb(e.__traceback__)][::-1]
-    path = _written_file(err, frames)
-    run_dir = _run_dir(path, _trainer(frames))
-    sqlite = path is not None and path.suffix in _DATABASES
-    folders = [run_dir] if run_dir else []
-    if sqlite and path is not None:  # a sweep's trial folders lie beside its database (by default)
-        folders += [folder for folder in path.parent.glob("trial_*") if (folder / "hparams.yaml").is_file()]
-    removed = _remove_cut(path, folders)
+    written = next((e for e in _chain(err) if isinstance(e, OSError) and (e.filename2 or e.filename)), None)
+    # a failed write() names no file, nor does TensorBoard's writer thread: the file the disk stopped is the newest
+    path = Path(os.fsdecode(written.filename2 or written.filename)) if written else _newest_file(run_dir)
+    if run_dir is None and path is not None and path.parent.name == CHECKPOINTS:
+        run_dir = path.parent.parent
     checkpoints = _checkpoints(run_dir)
-    sizes = [p.stat().st_size for folder in folders for p in _checkpoints(folder)]
-    size = max(sizes, default=None) or _checkpoint_bytes(frames)
-    notes = [f"a checkpoint takes {size / 2**20:.1f} MB"] if size and command in ("fit", "sweep") else []
-    notes += ["the incomplete file was deleted" if p == path else f"deleted the incomplete {p}" for p in removed]
-    if path is not None and path.is_file() and not sqlite and path.suffix != ".ckpt" and "tfevents" not in path.name:
-        notes += ["it is incomplete"]  # e.g. predictions.csv; an event file reads back up to its last record
-    staging = tempfile.gettempdir()  # where fsspec writes a checkpoint before moving it into the run folder
-    staged = path is None and shutil.disk_usage(staging).free < max(size or 0, 2**20)
     text = f"no space left on device writing {path}" if path else "no space left on device"
-    text += f" in the temporary folder {staging}, where checkpoints are written first" if staged else ""
+    notes = _notes(err, written, path, checkpoints, command)
     text += f" ({'; '.join(notes)})" if notes else ""
     if command == "sweep":
-        database = f"the study's database {path}" if sqlite else "the study's database"
+        database = f"the study's database {path}" if isinstance(written, DatabaseFull) else "the study's database"
         return (
             f"{text}; {database} keeps the finished trials; free space, then run the same sweep command again to go on"
         )
@@ -73,10 +97,21 @@ def disk_full_message(err: BaseException, command: str) -> str | None:
         names = f" and the checkpoints {', '.join(p.name for p in checkpoints)}" if checkpoints else ""
         names = names or (" and no checkpoint" if command == "fit" else "")
         text += f"; the run folder {run_dir} keeps the event files written so far{names}"
-    if staged:
-        last = "resume with --ckpt_path last" if command == "fit" and checkpoints else "run the command again"
-        return f"{text}; free space in {staging} or set TMPDIR to a folder with room, then {last}"
     return f"{text}; {_how_to_go_on(command, run_dir, checkpoints)}"
+
+
+def _notes(
+    err: BaseException, written: OSError | None, path: Path | None, checkpoints: list[Path], command: str
+) -> list[str]:
+    """The parenthesis after the file: a checkpoint's size, and what became of the file."""
+    unsaved = next((e for e in _chain(err) if isinstance(e, CheckpointWriteError)), None)
+    size = unsaved.nbytes if unsaved is not None else max((p.stat().st_size for p in checkpoints), default=None)
+    notes = [f"a checkpoint takes {size / 2**20:.1f} MB"] if size and command in ("fit", "sweep") else []
+    if isinstance(written, CheckpointWriteError):
+        notes += ["the incomplete file was deleted"]  # by AtomicCheckpointIO: the target is as it was
+    elif path is not None and path.is_file() and not isinstance(written, DatabaseFull) and "tfevents" not in path.name:
+        notes += ["it is incomplete"]  # e.g. predictions.csv; an event file reads back up to its last record
+    return notes
 
 
 def _how_to_go_on(command: str, run_dir: Path | None, checkpoints: list[Path]) -> str:
@@ -98,11 +133,12 @@ def threads_quiet_when_disk_full() -> Iterator[None]:
 
     Its error is not lost: the writer raises it again in the main thread at its next write,
     flush or close, where :func:`disk_full_message` reports it. ``FMNIST_DEBUG=1`` shows it.
+    The previous hook is back when the block ends, so calls in one process never stack hooks.
     """
     previous = threading.excepthook
 
     def hook(args: Any) -> None:
-        if args.exc_value is None or os.environ.get("FMNIST_DEBUG") or not is_disk_full(args.exc_value):
+        if args.exc_value is None or debugging() or not is_disk_full(args.exc_value):
             previous(args)
 
     threading.excepthook = hook
@@ -133,80 +169,15 @@ def _says_full(err: BaseException) -> bool:
     return False
 
 
-def _written_file(err: BaseException, frames: list[FrameType]) -> Path | None:
-    """The file being written: the error's own (a failed move names its target second), or else the
-    file of the innermost object that was writing one. A failed ``write()`` names no file, and
-    neither do TensorBoard's writer thread nor SQLAlchemy; their objects keep it as ``filename``
-    (TensorBoard's GFile), ``path`` (fsspec's files, PredictionWriter) or ``url`` (Optuna's storage)."""
-    for e in _chain(err):
-        if isinstance(e, OSError) and (e.filename2 or e.filename):
-            return Path(os.fsdecode(e.filename2 or e.filename))
-    for frame in frames:
-        owner = frame.f_locals.get("self")
-        fields = getattr(owner, "__dict__", None) or {}  # the instance's own fields: no property runs
-        for name in ("filename", "path"):  # GFile's is bytes
-            if isinstance(fields.get(name), str | bytes | os.PathLike) and os.path.isfile(fields[name]):
-                return Path(os.fsdecode(fields[name]))
-        url = fields.get("url")
-        if isinstance(url, str) and url.startswith("sqlite:///"):
-            return Path(url.removeprefix("sqlite:///"))
-    return None
-
-
-def _trainer(frames: list[FrameType]) -> Trainer | None:
-    # the error escaped FashionCLI before it returned, so main never held its trainer
-    for frame in frames:
-        for value in (frame.f_locals.get("trainer"), frame.f_locals.get("self")):
-            if isinstance(value, Trainer):
-                return value
-    return None
-
-
-def _run_dir(path: Path | None, trainer: Trainer | None) -> Path | None:
-    if path is not None and path.parent.name == "checkpoints":
-        return path.parent.parent
-    if path is not None and (path.parent / "hparams.yaml").is_file():
-        return path.parent
-    # the logger's log_dir, not Trainer.log_dir: that one is a collective, and other ranks may not be failing
-    log_dir = getattr(trainer.logger, "log_dir", None) if trainer is not None else None
-    return Path(log_dir) if log_dir and os.path.isdir(log_dir) else None
-
-
-def _remove_cut(path: Path | None, run_dirs: list[Path]) -> list[Path]:
-    """Delete the checkpoints a full disk cut short: the one being written, and any in ``run_dirs``
-    written since this process started (a sweep's storage error may hide which trial's it was).
-
-    Lightning's ``_atomic_save`` writes a temporary file and moves it into place, and a move to
-    another file system copies: the copy stops where the disk is full. Checkpoints are zip
-    archives, whose directory comes last: a cut one has none."""
-    found = [path] if path is not None and path.suffix == ".ckpt" else []
-    found += [p for d in run_dirs for p in (d / "checkpoints").glob("*.ckpt") if p.stat().st_mtime >= _STARTED]
-    cut = [p for p in dict.fromkeys(found) if p.is_file() and not zipfile.is_zipfile(p)]
-    for checkpoint in cut:
-        checkpoint.unlink()
-    return cut
+def _newest_file(run_dir: Path | None) -> Path | None:
+    """The file of ``run_dir`` written last, or ``None``; not a checkpoint, whose error names it."""
+    if run_dir is None:
+        return None
+    files = [p for p in run_dir.rglob("*") if p.is_file() and p.suffix != ".ckpt" and not p.name.startswith(".")]
+    return max(files, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
 def _checkpoints(run_dir: Path | None) -> list[Path]:
-    if run_dir is None or not (run_dir / "checkpoints").is_dir():
+    if run_dir is None or not (run_dir / CHECKPOINTS).is_dir():
         return []
-    return sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-
-
-def _checkpoint_bytes(frames: list[FrameType]) -> int | None:
-    """The checkpoint that was being saved: ``CheckpointIO.save_checkpoint``'s ``checkpoint`` argument."""
-    for frame in frames:
-        checkpoint = frame.f_locals.get("checkpoint")
-        if isinstance(checkpoint, dict):
-            return _tensor_bytes(checkpoint)
-    return None
-
-
-def _tensor_bytes(value: Any) -> int:
-    if isinstance(value, torch.Tensor):
-        return value.nbytes
-    if isinstance(value, dict):
-        return sum(_tensor_bytes(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return sum(_tensor_bytes(v) for v in value)
-    return 0
+    return sorted((run_dir / CHECKPOINTS).glob("*.ckpt"), key=lambda p: p.stat().st_mtime)

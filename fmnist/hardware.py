@@ -1,10 +1,10 @@
 """Whether bfloat16 pays on this machine: ``bf16_where_it_pays: true`` in a config, as in ``configs/tuned.yaml``.
 
 ``python -m fmnist fit --config configs/tuned.yaml`` then trains in ``bf16-mixed`` on a GPU with
-bfloat16 units or a CPU with AMX, in ``32-true`` elsewhere, and prints which and why. The CPU's
-figures behind the choice (README.md, "How far does it go"), bfloat16 autocast against float32 for a training
-step: 1.8 to 1.9 times as fast with AMX; 0.99 (tuned network) to 1.26 (default network) with
-AVX512-BF16 alone; 0.12 to 0.17 with AVX2 alone, where bfloat16 is emulated.
+bfloat16 units or a CPU with AMX, in ``32-true`` elsewhere, and prints which and why. Why AMX and
+not AVX512-BF16 alone: bfloat16 autocast against float32, timed for a training step, is much faster
+with AMX, gains little or nothing with AVX512-BF16 alone, and is far slower with AVX2 alone, where
+bfloat16 is emulated (docs/results.md, "bfloat16 on CPUs").
 """
 
 from pathlib import Path

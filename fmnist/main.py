@@ -1,26 +1,19 @@
 """The entry point of ``python -m fmnist`` and of the ``fmnist`` console script.
 
 ``fit|validate|test|predict`` go to the fit CLI (:mod:`fmnist.cli`), ``sweep`` to the sweep
-(:mod:`fmnist.sweep`). Mistakes a user can fix end with one ``fmnist: error:`` line and exit
-status 2; so does a full disk (:mod:`fmnist.diskfull`); a diverged run ends with status 1.
-Nothing in fmnist imports this module.
+(:mod:`fmnist.sweep`). What goes wrong ends the command through :func:`fmnist.exits.end`: one
+``fmnist: error:`` line and its exit status. Nothing in fmnist imports this module.
 """
 
 import gc
-import os
 import sys
 
 import torch
-from jsonargparse import ArgumentError
 
-from callbacks import TrainingDivergedError
 from fmnist.cli import FashionCLI
-from fmnist.diskfull import disk_full_message, threads_quiet_when_disk_full
-from fmnist.errors import InputError
+from fmnist.diskfull import StoppedRun, threads_quiet_when_disk_full
+from fmnist.exits import end
 from fmnist.quiet import quiet_lightning
-
-#: What ends with one ``fmnist: error:`` line; any other exception shows its traceback (or a full disk's line).
-USER_ERRORS = (InputError, ArgumentError, TrainingDivergedError)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -30,6 +23,7 @@ def main(args: list[str] | None = None) -> None:
     """
     quiet_lightning()
     command = sys.argv[1:2] if args is None else args[:1]
+    stopped = StoppedRun()  # the run folder of a trainer an error stops, for a full disk's line
     try:
         with threads_quiet_when_disk_full():
             if command == ["sweep"]:
@@ -37,23 +31,10 @@ def main(args: list[str] | None = None) -> None:
 
                 sweep(sys.argv[2:] if args is None else args[1:])
             else:
-                FashionCLI(args)  # None: LightningCLI reads sys.argv itself
+                FashionCLI(args, trainer_defaults={"callbacks": [stopped]})  # None: LightningCLI reads sys.argv
         end_process_group()
     except Exception as err:
-        # a full disk first: it may also lie behind an InputError (a sweep's storage that stayed full)
-        full = disk_full_message(err, command[0] if command else "fit")  # deletes a checkpoint it cut short
-        if os.environ.get("FMNIST_DEBUG") or (full is None and not isinstance(err, USER_ERRORS)):
-            raise
-        if full is not None:
-            _error(full)
-            raise SystemExit(2) from None
-        message = " ".join(str(err).split()) if isinstance(err, ArgumentError) else str(err)
-        if isinstance(err, TrainingDivergedError):
-            message += " (fmnist's flag: --model.lr)"  # the library's advice names no flag
-        _error(message)
-        if isinstance(err, ArgumentError):
-            print("fmnist: see the options with: python -m fmnist <fit|validate|test|predict> --help", file=sys.stderr)
-        raise SystemExit(1 if isinstance(err, TrainingDivergedError) else 2) from None
+        end(err, command[0] if command else "fit", stopped.run_dir)
 
 
 def end_process_group() -> None:
@@ -71,9 +52,3 @@ def end_process_group() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
         gc.collect()  # the DDP wrapper, in the trainer's reference cycles, holds the group too
-
-
-def _error(message: str) -> None:
-    if sys.stderr.isatty():
-        print(file=sys.stderr)  # not on the line of a progress bar
-    print(f"fmnist: error: {message}", file=sys.stderr)

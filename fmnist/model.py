@@ -5,7 +5,7 @@ Training logic lives in :mod:`fmnist.module`; this file only says what the netwo
 
 from torch import Tensor, nn
 
-from fmnist.idx import CLASS_NAMES
+from fmnist.idx import CLASS_NAMES, IMAGE_SIDE
 
 
 class FashionCNN(nn.Module):
@@ -65,7 +65,7 @@ class FashionCNN(nn.Module):
         self.pool = nn.MaxPool2d(2, 2)
         # each block: the 3x3 convolution takes 2 - 2 * padding pixels off the side, the pooling halves it
         # (the tutorial's 28 -> 26 -> 13 -> 11 -> 5)
-        self.feature_side = 28
+        self.feature_side = IMAGE_SIDE
         for _ in range(blocks):
             self.feature_side = (self.feature_side - 2 + 2 * padding) // 2
         self.fc1 = nn.Linear(channels * self.feature_side**2, hidden_size)

@@ -20,9 +20,10 @@ from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from fmnist.augment import tta_views
+from fmnist.checkpoints import CheckedLoading
 from fmnist.data import VALUE_RANGE
 from fmnist.errors import InputError
-from fmnist.idx import CLASS_NAMES
+from fmnist.idx import CLASS_NAMES, IMAGE_SIDE
 from fmnist.model import FashionCNN
 
 #: Scheduler arguments that say how long the schedule is; left open (None, or 0 for a required one)
@@ -30,7 +31,7 @@ from fmnist.model import FashionCNN
 SCHEDULE_LENGTH_ARGUMENTS = ("total_steps", "T_max")
 
 
-class FashionMNISTClassifier(LightningModule):
+class FashionMNISTClassifier(CheckedLoading, LightningModule):
     """Trains :class:`~fmnist.model.FashionCNN` with cross-entropy and logs the tutorial's scalars.
 
     Logged once per epoch, under the tutorial's tags: ``Loss/train``, ``Accuracy/train``,
@@ -40,6 +41,10 @@ class FashionMNISTClassifier(LightningModule):
 
     ``validation_step`` returns ``{"loss", "logits"}`` so that visual callbacks can reuse the
     logits instead of running the network again.
+
+    ``FashionMNISTClassifier.load_from_checkpoint(path)`` loads a trained model; a checkpoint whose
+    hyperparameters name anything but an imported optimizer or scheduler class is refused
+    (:class:`~fmnist.checkpoints.UnsafeCheckpointError`) before anything it names is imported.
 
     Args:
         lr: learning rate handed to the optimizer.
@@ -60,7 +65,7 @@ class FashionMNISTClassifier(LightningModule):
         label_smoothing: label smoothing of the training loss (``F.cross_entropy``'s); validation
             and test losses stay the plain cross-entropy, comparable between runs.
         channels_last: keep convolution weights and inputs in channels-last memory order, which
-            makes the CPU step about a quarter faster and helps mixed precision on GPUs.
+            makes the CPU step faster (``docs/results.md``) and helps mixed precision on GPUs.
         tta: test-time augmentation for validation, test and predict: the softmax is averaged over
             the image and these views of it (``shift``: moved by one pixel in each of the four
             directions; ``flip``: mirrored left-right). The plain accuracy is logged as always;
@@ -93,7 +98,7 @@ class FashionMNISTClassifier(LightningModule):
         self.net = FashionCNN(
             conv1_channels, conv2_channels, hidden_size, dropout, len(CLASS_NAMES), batch_norm, padding, conv3_channels
         )
-        self.example_input_array = torch.zeros(1, 1, 28, 28)
+        self.example_input_array = torch.zeros(1, 1, IMAGE_SIDE, IMAGE_SIDE)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
 
@@ -166,7 +171,7 @@ class FashionMNISTClassifier(LightningModule):
             return False
         try:
             trainer = self.trainer
-        except RuntimeError:  # not attached: a copy timing its steps (callbacks.TimeBudget), as in any epoch
+        except RuntimeError:  # not attached to a trainer (the module used on its own): as in any epoch
             return False
         if stage != "val" or trainer.state.fn != "fit":
             return True

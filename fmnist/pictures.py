@@ -19,8 +19,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from fmnist.errors import InputError
+from fmnist.idx import IMAGE_SIDE
 
-SIZE = 28
 #: Pixels closer than this to the background (0..255) count as background when trimming; Fashion-MNIST
 #: used 5% of the intensity range, a little more here absorbs JPEG noise around the garment.
 TRIM_TOLERANCE = 24
@@ -92,8 +92,8 @@ def prepare(picture: Image.Image, mean: float = 0.5, std: float = 0.5) -> Tensor
     # coloured garment, whose gray is dim, becomes as bright as the training images' garments
     image = F.autocontrast(image)
     image = trim(image)
-    image = F.resize(image, size=None, max_size=SIZE, antialias=True)  # longest edge 28, aspect kept
-    image = F.center_crop(image, [SIZE, SIZE])  # pads the short edge with black, centred
+    image = F.resize(image, size=None, max_size=IMAGE_SIDE, antialias=True)  # longest edge 28, aspect kept
+    image = F.center_crop(image, [IMAGE_SIDE, IMAGE_SIDE])  # pads the short edge with black, centred
     return F.to_dtype(image, torch.float32, scale=True).sub_(mean).div_(std)
 
 

@@ -11,8 +11,34 @@ import warnings
 SAID_BY_FMNIST = ("GPU available:", "TPU available:", "HPU available:", "`Trainer.fit` stopped:")
 
 
+class _Dropping(logging.Filter):
+    """Drops the records whose message contains one of ``texts`` (at its start, with ``start``)."""
+
+    def __init__(self, *texts: str, start: bool = False) -> None:
+        super().__init__()
+        self.texts, self.start = texts, start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith(self.texts) if self.start else any(text in message for text in self.texts))
+
+
+#: One filter object per logger, so that adding it again (every ``main()`` call) adds nothing:
+#: ``Logger.addFilter`` keeps a filter once.
+_FILTERS = {
+    # fmnist's first line and summary say these better; "litlogger": an advertisement for a cloud service
+    "lightning.pytorch.utilities.rank_zero": (_Dropping(*SAID_BY_FMNIST, start=True), _Dropping("litlogger")),
+    # fmnist's first line names the seed, the device and the precision
+    "lightning.fabric.utilities.seed": (_Dropping("Seed set to"),),
+}
+
+
 def quiet_lightning() -> None:
-    """Drop Lightning's and torch's messages that say nothing about the user's run."""
+    """Drop Lightning's and torch's messages that say nothing about the user's run.
+
+    Calling it again changes nothing: ``warnings.filterwarnings`` replaces an equal filter, and
+    the logging filters are the same objects.
+    """
     # fmnist's batches are slices of in-memory tensors, for which workers only add overhead
     warnings.filterwarnings("ignore", r".*does not have many workers.*")
     # test/validate/predict from a checkpoint: it holds the averaged weights already (Lightning saves the
@@ -20,13 +46,9 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", r".*The WeightAveraging state cannot be restored.*")
     # raised inside Lightning 2.6 by torch >= 2.10's pytree module, not by fmnist's code
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
-    lightning = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    lightning.addFilter(lambda record: not record.getMessage().startswith(SAID_BY_FMNIST))
-    lightning.addFilter(lambda record: "litlogger" not in record.getMessage())  # an advertisement for a cloud service
-    # fmnist's first line names the seed, the device and the precision
-    logging.getLogger("lightning.fabric.utilities.seed").addFilter(
-        lambda record: "Seed set to" not in record.getMessage()
-    )
+    for name, filters in _FILTERS.items():
+        for dropping in filters:
+            logging.getLogger(name).addFilter(dropping)
 
 
 def quiet_sweep_trials() -> None:

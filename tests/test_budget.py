@@ -12,9 +12,9 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset
 
-from callbacks import TimeBudget
+from callbacks import OneCycleProgressLR, TimeBudget
 from fmnist import FashionMNISTClassifier, hardware
 from fmnist.cli import FashionCLI
 from fmnist.data import FashionMNISTDataModule
@@ -23,8 +23,7 @@ from tests.helpers import events, run_dirs
 MAX_LR = 0.01
 FINAL_LR = MAX_LR / 25 / 1e4  # OneCycleLR's defaults: div_factor 25, final_div_factor 1e4
 STEPS_PER_EPOCH = 4  # 256 training images (384 less 128 for validation), batches of 64
-#: A network whose own step is short next to the sleeps that stand for a slow machine; batch norm, whose
-#: running statistics the probe must leave alone.
+#: A network whose own step is short next to the sleeps that stand for a slow machine.
 TINY_NETWORK = {"conv1_channels": 4, "conv2_channels": 8, "hidden_size": 16, "batch_norm": True}
 RANK_ZERO = "lightning.pytorch.utilities.rank_zero"
 
@@ -46,24 +45,24 @@ def printed(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
     return lambda: [record.getMessage() for record in caplog.records if record.name == RANK_ZERO]
 
 
-def slow_steps(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
-    """Every training step of FashionMNISTClassifier takes ``seconds`` longer, as on a slower machine."""
-    step = FashionMNISTClassifier.training_step
+class Sleep(pl.Callback):
+    """A machine that is slower by ``seconds`` a training step in the epochs ``when`` accepts."""
 
-    def slow(self, batch, batch_idx):
-        time.sleep(seconds)
-        return step(self, batch, batch_idx)
+    def __init__(self, seconds: float, when: Callable[[int], bool]) -> None:
+        self.seconds, self.when = seconds, when
 
-    monkeypatch.setattr(FashionMNISTClassifier, "training_step", slow)
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if self.when(trainer.current_epoch):
+            time.sleep(self.seconds)
 
 
 def fit(
-    data_dir: Path, budget: TimeBudget, max_epochs: int, *callbacks: pl.Callback, **kwargs
+    data_dir: Path, budget: pl.Callback, max_epochs: int, *callbacks: pl.Callback, **kwargs
 ) -> tuple[pl.Trainer, float]:
-    """fmnist's module with AdamW and (unless ``scheduler`` is given) a per-step one-cycle schedule of open length;
-    the trainer and fit's seconds."""
+    """fmnist's module with AdamW and (unless ``scheduler`` is given) a per-step one-cycle schedule on progress,
+    of open length; the trainer and fit's seconds."""
     ckpt_path = kwargs.pop("ckpt_path", None)
-    one_cycle = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=MAX_LR, total_steps=None)
+    one_cycle = functools.partial(OneCycleProgressLR, max_lr=MAX_LR, total_steps=None)
     scheduler, interval = kwargs.pop("scheduler", (one_cycle, "step"))
     pl.seed_everything(0)
     data = FashionMNISTDataModule(str(data_dir), batch_size=64, val_size=128, download=False, augment_shift=2)
@@ -72,7 +71,7 @@ def fit(
     )
     trainer = pl.Trainer(
         max_epochs=max_epochs, logger=TensorBoardLogger("runs", name="budget"), log_every_n_steps=1,
-        callbacks=[budget, LearningRateMonitor(), *callbacks], enable_checkpointing=bool(callbacks),
+        callbacks=[budget, LearningRateMonitor(), *callbacks], enable_checkpointing=True,
         enable_progress_bar=False, enable_model_summary=False, **kwargs,
     )  # fmt: skip
     start = time.monotonic()
@@ -80,165 +79,121 @@ def fit(
     return trainer, time.monotonic() - start
 
 
-def assert_whole_schedule(trainer: pl.Trainer, run: Path) -> None:
-    """The one-cycle schedule was as long as the training, and its last step used its final learning rate."""
-    assert trainer.lr_scheduler_configs[0].scheduler.total_steps == trainer.global_step
-    lrs = events(run).Scalars("lr-AdamW")
-    assert [point.step for point in lrs][-1] == trainer.global_step - 1
-    assert lrs[-1].value == pytest.approx(FINAL_LR, rel=1e-4)
+def every_epoch(folder: str) -> ModelCheckpoint:
+    return ModelCheckpoint(dirpath=folder, save_top_k=-1, filename="{epoch}")
 
 
-class StopBeforeTraining(pl.Callback):
-    """Ends fit after its setup: TimeBudget has chosen, nothing is trained."""
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        trainer.should_stop = True
+def learning_rates(run: Path) -> list[float]:
+    """Each step's learning rate, read back from the run's event file."""
+    return [point.value for point in events(run).Scalars("lr-AdamW")]
 
 
-def test_slower_steps_get_fewer_epochs_and_the_whole_schedule_ends_inside_the_budget(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def assert_whole_schedule(trainer: pl.Trainer, lrs: list[float]) -> None:
+    """The one-cycle schedule was planned for the steps trained, rose once, fell once and ended at its last rate."""
+    assert trainer.lr_scheduler_configs[0].scheduler.total_steps == trainer.global_step == len(lrs)
+    peak = lrs.index(max(lrs))
+    assert max(lrs) > 0.5 * MAX_LR, "up the cycle"
+    assert lrs[: peak + 1] == sorted(lrs[: peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True), "once"
+    assert lrs[-1] == pytest.approx(FINAL_LR, rel=1e-4), "and down to its end at the last step"
+
+
+def budget_lines(printed: Callable[[], list[str]], start: str = "TimeBudget") -> list[str]:
+    return [message for message in printed() if message.startswith(start)]
+
+
+def test_slower_steps_get_fewer_epochs_and_the_whole_schedule_ends_inside_the_budget(data_dir: Path, printed) -> None:
     # a generous margin: the tests share two busy cores, whose speed changes from one second to the next
     fast = TimeBudget(minutes=0.15, probe_steps=3, margin=0.5)
-    fit(data_dir, fast, 10, StopBeforeTraining())
+    fit(data_dir, fast, 10, max_steps=STEPS_PER_EPOCH)  # the epochs are chosen within the first
 
-    slow_steps(monkeypatch, 0.25)  # the probe times the module's own steps, so it sees this
     slow = TimeBudget(minutes=0.15, probe_steps=3, margin=0.5)
-    trainer, seconds = fit(data_dir, slow, 10)
+    trainer, seconds = fit(data_dir, slow, 10, Sleep(0.25, lambda epoch: True))  # steps the budget times
     assert 1 <= slow.epochs < fast.epochs <= 10, "slower steps, fewer epochs"
     assert slow.epoch_seconds >= STEPS_PER_EPOCH * 0.25
     assert trainer.current_epoch == slow.epochs and trainer.global_step == slow.epochs * STEPS_PER_EPOCH
     assert seconds < 9, f"fit took {seconds:.1f} s of a 9 s budget"
-    assert_whole_schedule(trainer, run_dirs()[-1])
+    assert_whole_schedule(trainer, learning_rates(run_dirs()[-1]))
+    [line, *replans] = budget_lines(printed)[1:]  # the fast run's line first
+    assert f"s a training step x {STEPS_PER_EPOCH} steps + " in line and f" -> {slow.epochs} of 10 epochs, " in line
+    assert all(replan.startswith("TimeBudget: epoch ") for replan in replans)
 
 
 def test_the_budget_never_raises_max_epochs_and_prints_one_line(data_dir: Path, printed) -> None:
     budget = TimeBudget(minutes=60, probe_steps=2)
     trainer, _ = fit(data_dir, budget, max_epochs=2)
     assert budget.epochs == 2 and trainer.current_epoch == 2
-    [line] = [message for message in printed() if message.startswith("TimeBudget")]
-    assert f"a training step x {STEPS_PER_EPOCH} steps + " in line
+    [line] = budget_lines(printed)
+    assert f"a training step x {STEPS_PER_EPOCH} steps + " in line and " s of validation = " in line
     assert line.endswith(" of the 60 min budget") and " -> 2 of 2 epochs, " in line
 
+    fit(data_dir, TimeBudget(minutes=60, probe_steps=2), max_epochs=1, num_sanity_val_steps=0)
+    assert " steps + validation not timed (no sanity check) = " in budget_lines(printed)[-1]
 
-def test_the_probe_leaves_the_run_as_it_would_be_without_it(data_dir: Path) -> None:
-    # the copy trains, draws random numbers (shuffle, augmentation) and updates batch-norm statistics: none of it
-    # reaches the run
+
+def test_timing_leaves_the_run_as_it_would_be_without_it(data_dir: Path) -> None:
     with_budget, _ = fit(data_dir, TimeBudget(minutes=60, probe_steps=2), max_epochs=1)
     without, _ = fit(data_dir, pl.Callback(), max_epochs=1)
     weights = with_budget.lightning_module.state_dict()
     assert weights.keys() == without.lightning_module.state_dict().keys()
     for name, value in without.lightning_module.state_dict().items():
         assert torch.equal(value, weights[name]), name
+    assert learning_rates(run_dirs()[0]) == learning_rates(run_dirs()[1])
 
 
-def test_a_resumed_run_keeps_the_epochs_it_began_with(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    every_epoch = ModelCheckpoint(dirpath="ckpt", save_top_k=-1, filename="{epoch}")
-    fit(data_dir, TimeBudget(minutes=60, probe_steps=2), 2, every_epoch, limit_val_batches=1)
-    slow_steps(monkeypatch, 0.2)  # this budget alone would choose one epoch
-    budget = TimeBudget(minutes=0.01, probe_steps=1)
-    with pytest.warns(UserWarning, match=r"TimeBudget: one epoch is forecast at .* min, more than the 0.01 min"):
-        trainer, _ = fit(data_dir, budget, 2, ModelCheckpoint(dirpath="ckpt2"), ckpt_path="ckpt/epoch=0.ckpt")
-    assert budget.epochs == 2 and trainer.current_epoch == 2
-    assert trainer.lr_scheduler_configs[0].scheduler.total_steps == trainer.global_step == 2 * STEPS_PER_EPOCH
+def test_one_slow_epoch_does_not_move_the_plan(data_dir: Path, printed) -> None:
+    # epoch 1 alone is 3 s slower: the pace of epoch 1 alone would plan 3 or 4 of the 8 epochs
+    budget = TimeBudget(minutes=0.25, probe_steps=3, margin=0.2)
+    trainer, seconds = fit(data_dir, budget, 8, Sleep(0.75, lambda epoch: epoch == 1))
+    assert budget.paces[2] > STEPS_PER_EPOCH * 0.75 > 4 * max(budget.paces[:2] + budget.paces[3:])
+    assert budget.epochs == trainer.current_epoch == 8 and seconds < 15
+    assert budget_lines(printed, "TimeBudget: epoch") == []
+    assert_whole_schedule(trainer, learning_rates(run_dirs()[-1]))
 
 
-def test_a_slowdown_the_probe_cannot_see_gets_fewer_epochs_and_a_schedule_that_still_ends(
-    data_dir: Path, printed
-) -> None:
-    class SlowDown(pl.Callback):  # a machine that slows down once training has begun
-        def on_train_batch_end(self, *args) -> None:
-            time.sleep(0.5)
-
-    budget = TimeBudget(minutes=0.15, probe_steps=2, margin=0.2)
-    every_epoch = ModelCheckpoint(dirpath="ckpt", save_top_k=-1, filename="{epoch}")
-    trainer, seconds = fit(data_dir, budget, 10, SlowDown(), every_epoch)
-    assert budget.first_epoch_seconds > STEPS_PER_EPOCH * 0.5 > budget.epoch_seconds
-    assert 2 <= budget.epochs < 10 and trainer.current_epoch == budget.epochs
-    assert seconds < 9, f"fit took {seconds:.1f} s of a 9 s budget"
-    # the one-cycle schedule, made for 10 epochs, was compressed into the epochs trained: it ended with them
-    schedule = trainer.lr_scheduler_configs[0].scheduler
-    assert schedule.total_steps == 10 * STEPS_PER_EPOCH > trainer.global_step == budget.epochs * STEPS_PER_EPOCH
-    assert schedule.last_epoch == schedule.total_steps
-    lrs = [point.value for point in events(run_dirs()[-1]).Scalars("lr-AdamW")]  # each step's learning rate
-    assert len(lrs) == trainer.global_step and max(lrs) > 0.5 * MAX_LR, "up the cycle"
-    assert lrs[-1] == pytest.approx(FINAL_LR, rel=1e-4), "and down to its end at the last step"
-    [line] = [message for message in printed() if message.startswith("TimeBudget: epoch 1 took")]
+def test_a_slowdown_after_the_plan_gets_fewer_epochs_and_a_schedule_that_still_ends(data_dir: Path, printed) -> None:
+    budget = TimeBudget(minutes=0.25, probe_steps=3, margin=0.2)
+    trainer, seconds = fit(data_dir, budget, 10, Sleep(0.4, lambda epoch: epoch >= 1), every_epoch("ckpt"))
+    assert budget.paces[1] < STEPS_PER_EPOCH * 0.4 < min(budget.paces[2:])
+    assert 3 <= budget.epochs < 10 and trainer.current_epoch == budget.epochs
+    assert seconds < 15, f"fit took {seconds:.1f} s of a 15 s budget"
+    lrs = learning_rates(run_dirs()[-1])
+    assert_whole_schedule(trainer, lrs)
+    [line] = budget_lines(printed, "TimeBudget: epoch")  # two slow epochs in a row, then one change
+    done = int(line.split()[2])
+    assert done >= 3, "not at the first slow epoch: at the second in a row"
     assert f"training {budget.epochs} epochs, not 10, the rest of the schedule compressed to end with them" in line
 
-    # resumed from the checkpoint of the first compressed epoch, it keeps the epochs and the compression
-    every_epoch = ModelCheckpoint(dirpath="ckpt2", save_top_k=-1, filename="{epoch}")
+    # resumed after the change, it keeps the epochs and the schedule's plan: the same rates step for step
     again = TimeBudget(minutes=60, probe_steps=2)
-    trainer, _ = fit(data_dir, again, 10, every_epoch, ckpt_path=next(Path("ckpt").glob("epoch=1*.ckpt")))
-    assert again.epochs == budget.epochs and trainer.current_epoch == budget.epochs
-    schedule = trainer.lr_scheduler_configs[0].scheduler
-    assert schedule.last_epoch == schedule.total_steps == 10 * STEPS_PER_EPOCH
-    lrs = [point.value for point in events(run_dirs()[-1]).Scalars("lr-AdamW")]
-    assert lrs[-1] == pytest.approx(FINAL_LR, rel=1e-4)
+    resumed, _ = fit(data_dir, again, 10, every_epoch("ckpt2"), ckpt_path=f"ckpt/epoch={done}.ckpt")
+    assert again.epochs == budget.epochs and resumed.current_epoch == budget.epochs
+    assert learning_rates(run_dirs()[-1]) == pytest.approx(lrs[(done + 1) * STEPS_PER_EPOCH :], rel=1e-6)
+    assert budget_lines(printed)[-1] == f"TimeBudget: a resumed run: {budget.epochs} epochs, as chosen when it began"
 
 
-class FastOnceTrainingBegins(pl.Callback):
-    """Every training step the probe times takes 0.25 s longer: a probe that forecasts a slower machine than the run's."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.begun = False
-        step = FashionMNISTClassifier.training_step
-
-        def slow_in_the_probe(module, batch, batch_idx):
-            if not self.begun:
-                time.sleep(0.25)
-            return step(module, batch, batch_idx)
-
-        monkeypatch.setattr(FashionMNISTClassifier, "training_step", slow_in_the_probe)
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.begun = True
-
-
-def test_a_probe_slower_than_the_run_gets_more_epochs_and_a_stretched_schedule_that_still_ends(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch, printed
+def test_a_forecast_slower_than_the_run_gets_more_epochs_and_a_schedule_that_still_ends(
+    data_dir: Path, printed
 ) -> None:
+    budget = TimeBudget(minutes=0.25, probe_steps=3, margin=0.5)
+    trainer, seconds = fit(data_dir, budget, 10, Sleep(0.4, lambda epoch: epoch == 0))  # the steps timed
+    planned = budget_lines(printed)[0].split(" -> ")[1].split()[0]
+    assert budget.paces[0] > STEPS_PER_EPOCH * 0.4 > 2 * max(budget.paces[2:])
+    assert 2 <= int(planned) < budget.epochs == trainer.current_epoch == 10, "more, never more than max_epochs"
+    assert seconds < 15, f"fit took {seconds:.1f} s of a 15 s budget"
+    assert_whole_schedule(trainer, learning_rates(run_dirs()[-1]))
+    *_, line = budget_lines(printed, "TimeBudget: epoch")  # at the pace of the slow epoch, then of two fast ones
+    assert all("stretched" in replan for replan in budget_lines(printed, "TimeBudget: epoch"))
+    assert "training 10 epochs, not " in line and ", the rest of the schedule stretched to end with them" in line
+
+
+def test_a_schedule_not_on_progress_keeps_its_length_and_the_budget_says_so_once(data_dir: Path) -> None:
+    one_cycle = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=MAX_LR, total_steps=None)
     budget = TimeBudget(minutes=0.15, probe_steps=3, margin=0.5)
-    every_epoch = ModelCheckpoint(dirpath="ckpt", save_top_k=-1, filename="{epoch}")
-    trainer, seconds = fit(data_dir, budget, 10, FastOnceTrainingBegins(monkeypatch), every_epoch)
-    # the one-cycle schedule, made for the epochs the probe forecast, was stretched over the 10 epochs trained
-    schedule = trainer.lr_scheduler_configs[0].scheduler
-    planned = schedule.total_steps // STEPS_PER_EPOCH
-    assert budget.epoch_seconds > STEPS_PER_EPOCH * 0.25 > budget.first_epoch_seconds
-    assert planned < budget.epochs == trainer.current_epoch == 10, "more epochs, never more than max_epochs"
-    assert trainer.global_step == 10 * STEPS_PER_EPOCH > schedule.total_steps == schedule.last_epoch
-    assert seconds < 9, f"fit took {seconds:.1f} s of a 9 s budget"
-    lrs = [point.value for point in events(run_dirs()[-1]).Scalars("lr-AdamW")]  # each step's learning rate
-    peak = lrs.index(max(lrs))
-    assert len(lrs) == trainer.global_step and max(lrs) > 0.5 * MAX_LR, "up the cycle"
-    assert lrs[: peak + 1] == sorted(lrs[: peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True), "once"
-    assert lrs[-1] == pytest.approx(FINAL_LR, rel=1e-4), "and down to its end at the last step"
-    [line] = [message for message in printed() if message.startswith("TimeBudget: epoch")]
-    assert line.startswith("TimeBudget: epoch 1 took ")
-    assert f"training 10 epochs, not {planned}, the rest of the schedule stretched to end with them" in line
-
-    # resumed from the checkpoint of the first stretched epoch, it keeps the epochs and the stretch
-    again = TimeBudget(minutes=60, probe_steps=2)
-    every_epoch = ModelCheckpoint(dirpath="ckpt2", save_top_k=-1, filename="{epoch}")
-    trainer, _ = fit(data_dir, again, 10, every_epoch, ckpt_path=next(Path("ckpt").glob("epoch=1*.ckpt")))
-    assert again.epochs == 10 and trainer.current_epoch == 10
-    schedule = trainer.lr_scheduler_configs[0].scheduler
-    assert schedule.last_epoch == schedule.total_steps == planned * STEPS_PER_EPOCH
-    assert [point.value for point in events(run_dirs()[-1]).Scalars("lr-AdamW")][-1] == pytest.approx(lrs[-1])
-
-
-def test_a_schedule_that_cannot_stay_in_place_keeps_the_planned_epochs_and_says_why_once(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch, printed
-) -> None:
-    halving = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
-    budget = TimeBudget(minutes=0.15, probe_steps=3, margin=0.5)
-    trainer, _ = fit(data_dir, budget, 10, FastOnceTrainingBegins(monkeypatch), scheduler=(halving, "epoch"))
+    with pytest.warns(UserWarning, match="TimeBudget: OneCycleLR cannot be planned again") as warned:
+        trainer, _ = fit(data_dir, budget, 10, Sleep(0.25, lambda epoch: True), scheduler=(one_cycle, "step"))
+    assert len([w for w in warned if "cannot be planned again" in str(w.message)]) == 1
     assert budget.epochs == trainer.current_epoch < 10
-    [line] = [message for message in printed() if message.startswith("TimeBudget: epoch")]
-    assert line.endswith(
-        f"epochs would fit, but StepLR's rate depends on its past steps, so its schedule cannot be stretched:"
-        f" training the {budget.epochs} epochs planned"
-    )
+    assert trainer.lr_scheduler_configs[0].scheduler.total_steps == 10 * STEPS_PER_EPOCH, "made for 10 epochs"
 
 
 def test_the_first_line_says_that_the_budget_chooses_the_epochs(fmnist, capsys) -> None:
@@ -248,7 +203,69 @@ def test_the_first_line_says_that_the_budget_chooses_the_epochs(fmnist, capsys) 
     assert first.startswith("fmnist fit: up to 1 epoch in 5 min (TimeBudget), seed 42, on 1 cpu"), first
 
 
-# --- models and loaders the probe cannot run, and wrong arguments -----------------------------
+# --- the one-cycle schedule on progress -------------------------------------------------------
+
+
+def one_cycles(total_steps: int, **kwargs) -> tuple[torch.optim.Optimizer, ...]:
+    """Two AdamW optimizers, one under torch's OneCycleLR and one under OneCycleProgressLR, and their schedules."""
+    first, second = (torch.optim.AdamW([torch.zeros(1, requires_grad=True)]) for _ in range(2))
+    torch_schedule = torch.optim.lr_scheduler.OneCycleLR(first, max_lr=MAX_LR, total_steps=total_steps, **kwargs)
+    return first, torch_schedule, second, OneCycleProgressLR(second, MAX_LR, total_steps, **kwargs)
+
+
+def rates(optimizer: torch.optim.Optimizer, schedule, steps: int, plans: dict | None = None) -> list[tuple]:
+    """The learning rate and first beta of each of ``steps`` steps; ``plans`` maps a step to a plan made before it."""
+    seen = []
+    for step in range(steps):
+        if step in (plans or {}):
+            schedule.plan(plans[step])
+        group = optimizer.param_groups[0]
+        seen.append((group["lr"], group["betas"][0]))
+        optimizer.step(), schedule.step()
+    return seen
+
+
+@pytest.mark.parametrize("total_steps", [8, 40, 6450])
+def test_one_cycle_on_progress_is_torchs_one_cycle_step_for_step(total_steps: int) -> None:
+    first, torch_schedule, second, ours = one_cycles(total_steps, pct_start=0.25)
+    assert rates(second, ours, total_steps) == rates(first, torch_schedule, total_steps)
+
+
+def test_a_new_plan_goes_on_from_the_current_rate_and_ends_at_the_last_step() -> None:
+    first, torch_schedule, second, ours = one_cycles(100)
+    before = rates(first, torch_schedule, 100)
+    after = rates(second, ours, 80, plans={20: 60, 40: 80})  # 100 steps, then 60, then 80
+    assert after[:21] == before[:21], "the steps before a plan, and the one it is made at, keep their rates"
+    lrs = [lr for lr, _ in after]
+    peak = lrs.index(max(lrs))
+    assert lrs[: peak + 1] == sorted(lrs[: peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True)
+    assert max(abs(b - a) for a, b in zip(lrs, lrs[1:])) < 0.1 * MAX_LR, "no jump"
+    assert after[-1] == pytest.approx(before[-1]), "the last rate and momentum at the last step"
+    assert ours.state_dict()["total_steps"] == 80
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"total_steps": None}, "a schedule on progress needs total_steps, a positive number of steps; got None"),
+        ({"total_steps": 10, "max_lr": [0.1, 0.2]}, "OneCycleProgressLR: 2 max_lr values for 1 parameter groups"),
+        ({"total_steps": 10, "pct_start": 1.0}, "OneCycleProgressLR: pct_start must be between 0 and 1, got 1.0"),
+    ],
+)
+def test_wrong_schedule_arguments_are_refused(kwargs: dict, message: str) -> None:
+    optimizer = torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        OneCycleProgressLR(optimizer, **{"max_lr": 0.1, **kwargs})
+
+
+def test_cycling_momentum_needs_an_optimizer_with_momentum() -> None:
+    plain = torch.optim.Adagrad([torch.zeros(1, requires_grad=True)], lr=0.1)  # no momentum, no betas
+    with pytest.raises(ValueError, match="OneCycleProgressLR: cycle_momentum needs an optimizer with momentum"):
+        OneCycleProgressLR(plain, max_lr=0.1, total_steps=10)
+    OneCycleProgressLR(plain, max_lr=0.1, total_steps=10, cycle_momentum=False)
+
+
+# --- loaders the budget cannot forecast, and wrong arguments ----------------------------------
 
 
 class TinyModule(pl.LightningModule):
@@ -266,35 +283,19 @@ class TinyModule(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-class NeedsTrainer(TinyModule):
-    def training_step(self, batch, batch_idx):
-        return self.layer(batch[0]).sum() * (self.trainer.global_step + 1)  # the copy has no trainer
-
-
 class Endless(IterableDataset):
     def __iter__(self):
         while True:
             yield (torch.zeros(4),)
 
 
-def tiny_fit(model: pl.LightningModule, **kwargs) -> pl.Trainer:
+def test_a_loader_without_length_is_not_forecast() -> None:
     trainer = pl.Trainer(
         callbacks=[TimeBudget(minutes=1)], logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, **kwargs,
+        enable_model_summary=False, max_steps=3,
     )  # fmt: skip
-    trainer.fit(model)
-    return trainer
-
-
-def test_a_model_the_probe_cannot_run_trains_without_a_budget() -> None:
-    with pytest.warns(UserWarning, match=r"TimeBudget: could not time the training step \(RuntimeError: .*"):
-        trainer = tiny_fit(NeedsTrainer(TensorDataset(torch.zeros(8, 4))), max_epochs=3)
-    assert trainer.current_epoch == 3, "max_epochs stays as configured"
-
-
-def test_a_loader_without_length_is_not_forecast() -> None:
     with pytest.warns(UserWarning, match="TimeBudget: the training loader has no length"):
-        trainer = tiny_fit(TinyModule(Endless()), max_steps=3)
+        trainer.fit(TinyModule(Endless()))
     assert trainer.global_step == 3
 
 

@@ -1,24 +1,30 @@
 """A full disk: one ``fmnist: error:`` line naming the file, what was kept and how to go on; no cut checkpoint.
 
 The real thing needs a small file system: a tmpfs, which only root may mount (CI runs the tests
-as root). Without one, the same failure is injected where Lightning saves a checkpoint.
+as root); without root these tests are skipped. Checkpoints are written by ``AtomicCheckpointIO``
+(beside their target, then renamed), so a full disk leaves none cut short and no temporary file.
 """
 
 import errno
 import os
 import subprocess
+import sys
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import optuna
 import pytest
+import torch
 import yaml
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from callbacks import AtomicCheckpointIO, CheckpointWriteError
 from fmnist.diskfull import disk_full_message
 from fmnist.main import main
-from tests.helpers import events
+from tests.helpers import QUIET, events
 
 RUN = "fashion_mnist_lr_0.001_bs_64/version_0"  # the default run name of the synthetic fits
 
@@ -56,10 +62,29 @@ def error_line(err: str) -> str:
 
 
 def assert_whole_checkpoints(folder: Path) -> list[str]:
-    """No checkpoint a resume could read is cut short; returns their names."""
+    """No checkpoint a resume could read is cut short, and no temporary file is left; returns their names."""
     names = sorted(p.name for p in folder.glob("*.ckpt"))
     assert all(zipfile.is_zipfile(folder / name) for name in names), names
+    assert sorted(p.name for p in folder.iterdir()) == names, "only whole checkpoints"
     return names
+
+
+def fill(disk: Path) -> Path:
+    """Write a file into ``disk`` until it is full; delete it to free the space again."""
+    filler = disk / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(descriptor, bytes(65536))
+    except OSError as err:
+        assert err.errno == errno.ENOSPC
+    try:  # the last few pages
+        while True:
+            os.write(descriptor, bytes(512))
+    except OSError:
+        pass
+    os.close(descriptor)
+    return filler
 
 
 @pytest.mark.slow  # mounts a file system
@@ -70,8 +95,11 @@ def test_a_full_disk_ends_fit_with_one_line_and_it_resumes_after(fmnist, small_d
     line = error_line(capsys.readouterr().err)
     run = disk / "runs" / RUN
     assert line.startswith(f"fmnist: error: no space left on device writing {run}/checkpoints/best-epoch01-")
-    assert "the incomplete file was deleted" in line and "a checkpoint takes 3." in line
-    assert f"the run folder {run} keeps" in line and line.endswith("then resume with --ckpt_path last")
+    assert "(a checkpoint takes 3." in line and "MB; the incomplete file was deleted)" in line
+    assert line.endswith(f"the run folder {run} keeps the event files written so far and the checkpoints "
+                         f"best-epoch00-acc0.1719.ckpt, last.ckpt; free space there (or move {disk / 'runs'} to a disk "
+                         "with room and pass its new place as --trainer.logger.init_args.save_dir), then resume with "
+                         "--ckpt_path last")  # fmt: skip
     assert assert_whole_checkpoints(run / "checkpoints") == ["best-epoch00-acc0.1719.ckpt", "last.ckpt"]
     assert [p.step for p in events(run).Scalars("Loss/train")] == [3], "epoch 0 reads back (epoch 1 ends on the save)"
 
@@ -82,10 +110,20 @@ def test_a_full_disk_ends_fit_with_one_line_and_it_resumes_after(fmnist, small_d
 
 
 @pytest.mark.slow  # mounts a file system
-def test_a_full_disk_under_the_event_file_names_it(fmnist, small_disk, capsys) -> None:
+def test_a_full_disk_under_the_event_file_names_it(data_dir: Path, small_disk) -> None:
     disk = small_disk("100k")  # full before the first epoch ends: TensorBoard's writer thread fails
-    assert fmnist("fit", "--trainer.logger.init_args.save_dir", str(disk / "runs")) == 2
-    line = error_line(capsys.readouterr().err)  # no traceback from the writer thread either
+    # a process of its own: pytest would catch the writer thread's traceback before Python prints it
+    data = ["--data.data_dir", str(data_dir), "--data.val_size", "128", "--data.download", "false", *QUIET]
+    done = subprocess.run(
+        [sys.executable, "-m", "fmnist", "fit", *data, "--trainer.logger.init_args.save_dir", str(disk / "runs")],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    line = error_line(done.stderr)  # no traceback from the writer thread either
+    assert "Exception in thread" not in done.stderr
     run = disk / "runs" / RUN
     event_file = next(run.glob("events.out.tfevents.*"))
     assert line.startswith(f"fmnist: error: no space left on device writing {event_file};")
@@ -94,15 +132,11 @@ def test_a_full_disk_under_the_event_file_names_it(fmnist, small_disk, capsys) -
 
 
 @pytest.mark.slow  # mounts a file system
-def test_a_full_temporary_folder_is_named(fmnist, small_disk, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(tempfile, "tempdir", str(small_disk("1m")))  # fsspec stages each checkpoint there
-    assert fmnist("fit", "--trainer.max_epochs", "1") == 2
-    line = error_line(capsys.readouterr().err)
-    assert line.startswith(f"fmnist: error: no space left on device in the temporary folder {tempfile.tempdir},")
-    assert line.endswith(
-        f"free space in {tempfile.tempdir} or set TMPDIR to a folder with room, then run the command again"
-    )
-    assert not list(Path("runs").rglob("*.ckpt"))
+def test_a_full_temporary_folder_no_longer_matters(fmnist, small_disk, monkeypatch) -> None:
+    # Lightning's own CheckpointIO stages each checkpoint there; AtomicCheckpointIO writes beside the target
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk("1m")))
+    assert fmnist("fit", "--trainer.max_epochs", "1") == 0
+    assert assert_whole_checkpoints(Path("runs") / RUN / "checkpoints") == ["best-epoch00-acc0.1719.ckpt", "last.ckpt"]
 
 
 @pytest.mark.slow  # mounts a file system
@@ -119,45 +153,98 @@ def test_a_full_disk_ends_a_sweep_with_one_line(fmnist, small_disk, tmp_path: Pa
     assert line.startswith(f"fmnist: error: no space left on device writing {disk}/space/trial_1/checkpoints/")
     assert "the incomplete file was deleted" in line
     assert line.endswith("keeps the finished trials; free space, then run the same sweep command again to go on")
-    assert all(zipfile.is_zipfile(p) for p in disk.rglob("*.ckpt"))
+    for trial in ("trial_0", "trial_1"):
+        assert_whole_checkpoints(disk / "space" / trial / "checkpoints")
 
 
-def cut_checkpoint(monkeypatch: pytest.MonkeyPatch, number: int) -> None:
-    """Checkpoint save ``number`` fails as a move across file systems does on a full disk: cut short."""
-    save, calls = TorchCheckpointIO.save_checkpoint, []
+@pytest.mark.slow  # mounts a file system
+def test_a_full_study_database_ends_the_sweep_with_one_line_and_it_resumes(
+    fmnist, small_disk, tmp_path, capsys
+) -> None:
+    disk = small_disk("1m")  # the trials' runs are elsewhere: only the database's disk fills
+    space, database = tmp_path / "space.yaml", disk / "study.db"
+    args = ["--space", str(space), "--trainer.max_epochs", "1", "--storage", f"sqlite:///{database}"]
+    lr = {"model.lr": {"type": "float", "low": 1e-3, "high": 1e-2}}
+    space.write_text(yaml.safe_dump({"n_trials": 1, "space": lr}))
+    assert fmnist("sweep", *args) == 0
+    filler = fill(disk)
+    space.write_text(yaml.safe_dump({"n_trials": 3, "space": lr}))
+    capsys.readouterr()
+    assert fmnist("sweep", *args) == 2, "the next trial cannot be recorded"
+    assert error_line(capsys.readouterr().err) == (
+        f"fmnist: error: no space left on device writing {database}; the study's database {database} keeps the"
+        " finished trials; free space, then run the same sweep command again to go on"
+    )
+    filler.unlink()  # "free space"
+    assert fmnist("sweep", *args) == 0
+    study = optuna.load_study(study_name="space", storage=f"sqlite:///{disk / 'study.db'}")
+    assert sorted(t.number for t in study.trials if t.state.is_finished()) == [0, 1, 2]
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
 
-    def save_until_full(self: TorchCheckpointIO, checkpoint: dict, path: str | Path, storage_options=None) -> None:
-        save(self, checkpoint, path, storage_options)
-        calls.append(path)
-        if len(calls) == number:
-            data = Path(path).read_bytes()
-            Path(path).write_bytes(data[: len(data) // 2])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/tmp/tmpcut", None, str(path))  # None: winerror
 
-    monkeypatch.setattr(TorchCheckpointIO, "save_checkpoint", save_until_full)
-
-
-def test_a_cut_checkpoint_is_deleted_and_fit_says_how_to_resume(fmnist, monkeypatch, capsys) -> None:
-    cut_checkpoint(monkeypatch, 3)  # epoch 0's best and last are saved, epoch 1's better best is cut
-    assert fmnist("fit", "--trainer.max_epochs", "2") == 2
+@pytest.mark.slow  # mounts a file system
+@pytest.mark.parametrize("command", ["validate", "test", "predict"])
+def test_a_full_disk_ends_every_command_with_one_line(fmnist, small_disk, command, capsys) -> None:
+    disk = small_disk("9m")
+    save_dir = ("--trainer.logger.init_args.save_dir", str(disk / "runs"))
+    assert fmnist("fit", *save_dir, "--trainer.max_epochs", "1", "--test_after_fit", "false") == 0
+    run = disk / "runs" / RUN
+    before = {p: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    fill(disk)
+    capsys.readouterr()
+    assert fmnist(command, *save_dir, "--ckpt_path", "last") == 2
     line = error_line(capsys.readouterr().err)
-    run = Path("runs") / RUN
-    assert line.startswith(f"fmnist: error: no space left on device writing {run}/checkpoints/best-epoch01-")
-    assert line.endswith(f"the run folder {run} keeps the event files written so far and the checkpoints "
-                         "best-epoch00-acc0.1719.ckpt, last.ckpt; free space there (or move runs to a disk with room "
-                         "and pass its new place as --trainer.logger.init_args.save_dir), then resume with "
-                         "--ckpt_path last")  # fmt: skip
-    assert assert_whole_checkpoints(run / "checkpoints") == ["best-epoch00-acc0.1719.ckpt", "last.ckpt"]
-    assert [p.step for p in events(run).Scalars("Loss/train")] == [3], "epoch 0 reads back (epoch 1 ends on the save)"
+    assert line.startswith(f"fmnist: error: no space left on device writing {run}/"), line
+    assert line.endswith(
+        f"the run folder {run} keeps the event files written so far and the checkpoints "
+        "best-epoch00-acc0.1719.ckpt, last.ckpt; free space there, then run the command again"
+    )
+    assert {p: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before
+
+
+@pytest.mark.slow  # mounts a file system
+def test_a_checkpoint_that_does_not_fit_leaves_the_previous_one_whole(small_disk) -> None:
+    target = small_disk("1m") / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(1000)}, target)
+    with pytest.raises(CheckpointWriteError) as raised:
+        AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(500_000)}, target)  # 2 MB
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(target))
+    assert raised.value.nbytes > 2_000_000 and isinstance(raised.value.__cause__, OSError)
+    assert torch.load(target)["weights"].shape == (1000,), "the previous checkpoint, whole"
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"], "no temporary file left"
+
+
+@pytest.mark.parametrize("error", [TypeError, KeyboardInterrupt])
+def test_a_checkpoint_that_fails_to_save_leaves_no_file(tmp_path: Path, error: type[BaseException]) -> None:
+    target = tmp_path / "checkpoints" / "best.ckpt"
+    with pytest.raises(error):  # e.g. a callback's state that cannot be pickled, or Ctrl-C half-way
+        AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(3), "state": Fails(error)}, target)
+    assert not target.parent.exists() or not list(target.parent.iterdir())
+    AtomicCheckpointIO().save_checkpoint({"weights": torch.ones(3)}, target)
+    with pytest.raises(error):
+        AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(3), "state": Fails(error)}, target)
+    assert [p.name for p in target.parent.iterdir()] == ["best.ckpt"]
+    assert torch.equal(AtomicCheckpointIO().load_checkpoint(target)["weights"], torch.ones(3)), "the previous one"
+
+
+class Fails:
+    """Raises ``error`` when ``torch.save`` reaches it."""
+
+    def __init__(self, error: type[BaseException]) -> None:
+        self.error = error
+
+    def __reduce__(self) -> Any:
+        raise self.error
 
 
 def test_fmnist_debug_shows_the_traceback_of_a_full_disk(monkeypatch, capsys) -> None:
     full = OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), "runs/x/version_0/predictions.csv")
 
-    def fail(args: list[str]) -> None:
+    def fail(*args: Any, **kwargs: Any) -> None:
         raise full
 
     monkeypatch.setattr("fmnist.main.FashionCLI", fail)
+    hook = threading.excepthook
     with pytest.raises(SystemExit) as exit:
         main(["predict"])
     assert exit.value.code == 2
@@ -169,6 +256,7 @@ def test_fmnist_debug_shows_the_traceback_of_a_full_disk(monkeypatch, capsys) ->
     with pytest.raises(OSError) as raised:
         main(["predict"])
     assert raised.value is full
+    assert threading.excepthook is hook, "each call puts back the hook it found"
 
 
 def test_other_os_errors_are_no_full_disk() -> None:

@@ -2,13 +2,15 @@
 
 Updated as trials finish (each worker writes its own event file there): every finished trial's
 metric, and the best so far, against the trial number (Scalars, ``Trial/<metric>`` and
-``Best/<metric>``). At the end of a sweep: which hyperparameter mattered (Optuna's PED-ANOVA
-importances, as a bar chart in Images and a table in Text), the best trial and the command that
-trains it again (Text), and for a study of two metrics its Pareto front (Images).
+``Best/<metric>``); once some configuration has run with two seeds, the seed noise
+(``Noise/<metric>``) and the best so far's noise band (``Best/<metric>/low`` and ``/high``, a margin
+chart in Custom Scalars). At the end of a sweep: which hyperparameter mattered (Optuna's PED-ANOVA
+importances above chance with their intervals, as bars with whiskers in Images and a table in
+Text), the noise floor and the significance line, the best trial and the command that trains it
+again (Text), and for a study of two metrics its Pareto front (Images).
 ``tensorboard --logdir runs/<study>`` shows it next to the trials.
 """
 
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,8 +18,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from torch.utils.tensorboard import SummaryWriter
 
-from callbacks.render import bar_chart
-from fmnist.sweep.charts import pareto_scatter
+from fmnist.sweep import trust
+from fmnist.sweep.charts import interval_bars, pareto_scatter
+from fmnist.sweep.verdict import importance_markdown
 
 #: The study run's folder under ``runs/<study>/``.
 FOLDER = "study"
@@ -29,6 +32,7 @@ class StudyRun:
     def __init__(self, root: Path, metrics: list[str]) -> None:
         self.folder, self.metrics = root / FOLDER, metrics
         self._writer: SummaryWriter | None = None
+        self._band = False
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Scalars of a trial that just finished: its metric(s), and the best so far."""
@@ -40,7 +44,27 @@ class StudyRun:
             self._writer.add_scalar(f"Trial/{metric}", value, global_step=trial.number)
         if len(self.metrics) == 1 and trial.state == TrialState.COMPLETE:
             self._writer.add_scalar(f"Best/{self.metrics[0]}", study.best_value, global_step=trial.number)
+        if trial.state == TrialState.COMPLETE:
+            self._noise(study, trial.number)
         self._writer.flush()
+
+    def _noise(self, study: optuna.Study, step: int) -> None:
+        """The seed noise so far, and (one metric) the band of ``Z`` standard errors around the best mean."""
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        for index, metric in enumerate(self.metrics):
+            noise = trust.noise_floor(complete, index)
+            if noise is None:
+                return
+            self._writer.add_scalar(f"Noise/{metric}", noise.std, global_step=step)
+        if len(self.metrics) == 1:
+            metric, best = self.metrics[0], study.best_trial
+            half = noise.band(len(trust.seed_values(best)))
+            self._writer.add_scalar(f"Best/{metric}/low", best.value - half, global_step=step)
+            self._writer.add_scalar(f"Best/{metric}/high", best.value + half, global_step=step)
+            if not self._band:  # the margin chart's layout, once per writer
+                tags = [f"Best/{metric}", f"Best/{metric}/low", f"Best/{metric}/high"]
+                self._writer.add_custom_scalars_marginchart(tags, "Study", f"best {metric} so far, ± seed noise")
+                self._band = True
 
     def close(self) -> None:
         if self._writer is not None:
@@ -48,46 +72,45 @@ class StudyRun:
             self._writer = None
 
 
-def importances(study: optuna.Study, metrics: list[str], directions: list[str]) -> dict[str, dict[str, float]]:
-    """Optuna's parameter importances (PED-ANOVA, its default) for each metric; empty where they cannot be computed.
+def importances(
+    study: optuna.Study, metrics: list[str], directions: list[str]
+) -> dict[str, dict[str, trust.Importance]]:
+    """Each searched option's importance for each metric, with its interval (:func:`~fmnist.sweep.trust.importances`).
 
-    They need at least two complete trials that differ in some parameter, and say something only
-    with two parameters or more (one takes all the importance, whatever it does). PED-ANOVA ranks the
-    parameters by how much the best trials' values differ from all trials' values; given a metric as
-    a target (several metrics), it takes low values as the best, so a maximized metric is negated.
+    Empty for a metric where they cannot be computed: fewer than 3 complete trials, or a single
+    searched option (which takes all of Optuna's shares, whatever it does).
     """
-    result = {}
-    for index, (metric, direction) in enumerate(zip(metrics, directions)):
-        sign = -1.0 if direction == "maximize" else 1.0
-        target = None if len(metrics) == 1 else lambda t, i=index, s=sign: s * t.values[i]
-        try:
-            with warnings.catch_warnings():  # the sign above is what its warning about low target values asks for
-                warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes the importances")
-                found = optuna.importance.get_param_importances(study, target=target)
-            result[metric] = found if len(found) > 1 else {}
-        except (ValueError, RuntimeError):  # too few complete trials, or no parameter varies
-            result[metric] = {}
-    return result
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return {
+        metric: trust.importances(trials, i, direction)
+        for i, (metric, direction) in enumerate(zip(metrics, directions))
+    }
 
 
 def write_end(
     root: Path,
     study: optuna.Study,
     metrics: list[str],
-    found: Mapping[str, Mapping[str, float]],
+    found: Mapping[str, Mapping[str, trust.Importance]],
     best: list[FrozenTrial],
     commands: Mapping[int, str],
+    notes: Mapping[str, str] | None = None,
 ) -> None:
-    """The end of a sweep into the study run: importances, best (or Pareto) trials, their commands."""
+    """The end of a sweep into the study run: importances, best (or Pareto) trials, their commands, and notes.
+
+    ``notes``: more Text, title to markdown (the noise floor and the significance line).
+    """
     step = max((t.number for t in study.get_trials(deepcopy=False)), default=0)
     with SummaryWriter(str(root / FOLDER)) as writer:
         for metric, values in found.items():
             if not values:
                 continue
-            picture = bar_chart(list(values.items()), unit="", title=f"parameter importance for {metric} (PED-ANOVA)")
-            writer.add_image(f"Importance/{metric}", picture, global_step=step)
-            rows = "\n".join(f"| {name} | {value:.3f} |" for name, value in values.items())
-            writer.add_text(f"Importance/{metric}", f"| parameter | importance |\n|---|---|\n{rows}", global_step=step)
+            bars = [(name, v.estimate, v.low, v.high) for name, v in values.items()]
+            title = f"importance for {metric} above chance (PED-ANOVA), {trust.LEVEL:.0%} interval"
+            writer.add_image(f"Importance/{metric}", interval_bars(bars, title), global_step=step, dataformats="HWC")
+            writer.add_text(f"Importance/{metric}", importance_markdown(values), global_step=step)
+        for title, text in (notes or {}).items():
+            writer.add_text(title, text, global_step=step)
         lines = []
         for trial in best:
             scores = ", ".join(f"{m} {v:.4f}" for m, v in zip(metrics, trial.values))

@@ -1,4 +1,4 @@
-"""The study run's pictures: a scatter of two metrics with the Pareto front drawn out.
+"""The study run's pictures: a scatter of two metrics with the Pareto front drawn out, and importances with whiskers.
 
 Drawn with Pillow, as ``callbacks/render.py`` draws the run's pictures (no matplotlib); a pure
 function of numbers to an ``(H, W, 3)`` uint8 array for ``SummaryWriter.add_image(..., dataformats="HWC")``.
@@ -10,6 +10,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 BLUE, ORANGE, GREY, BLACK, WHITE = (60, 110, 200), (235, 120, 20), (170, 170, 170), (30, 30, 30), (255, 255, 255)
+#: The bar of an option indistinguishable from noise: a grey no anti-aliased text or blue edge makes.
+NOISE = (165, 175, 190)
 
 
 def pareto_scatter(
@@ -62,4 +64,47 @@ def pareto_scatter(
         draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=color)
         if index in front:
             draw.text((x + 6, y - 6), labels[index], fill=BLACK, font=font, anchor="lb")
+    return np.asarray(image)
+
+
+def interval_bars(rows: Sequence[tuple[str, float, float, float]], title: str = "", width: int = 640) -> np.ndarray:
+    """One bar per ``(label, estimate, low, high)`` from zero to the estimate, its interval as a whisker.
+
+    A bar whose interval stays above zero is blue; one whose interval reaches zero is drawn in
+    :data:`NOISE` grey and labelled "noise". Returns an ``(H, W, 3)`` uint8 array.
+
+    >>> picture = interval_bars([("model.lr", 0.08, 0.02, 0.09), ("model.hidden_size", 0.0, -0.01, 0.01)])
+    >>> picture.shape, bool((picture == BLUE).all(axis=2).any()), bool((picture == NOISE).all(axis=2).any())
+    ((90, 640, 3), True, True)
+    """
+    font = ImageFont.load_default(size=12)
+    row, top = 28, 30 if title else 8
+    left = max(int(font.getlength(f"{label} (noise)")) for label, *_ in rows) + 16
+    right = int(font.getlength("-0.000 [-0.000, -0.000]")) + 16
+    image = Image.new("RGB", (width, top + row * len(rows) + 6 + 20), WHITE)
+    draw = ImageDraw.Draw(image)
+    if title:
+        draw.text((8, 8), title, fill=BLACK, font=font)
+    low = min(0.0, *(r[2] for r in rows))
+    high = max(1e-12, *(max(r[1], r[3]) for r in rows))
+    span = width - left - right
+
+    def x(value: float) -> float:
+        return left + (value - low) / (high - low) * span
+
+    for i, (label, estimate, lower, upper) in enumerate(rows):
+        y, noise = top + i * row, lower <= 0.0
+        name = f"{label} (noise)" if noise else label
+        draw.text((left - 8, y + row // 2), name, fill=BLACK, font=font, anchor="rm")
+        end = x(estimate) if abs(x(estimate) - x(0)) >= 4 else x(0) + 4  # a bar near zero stays visible
+        draw.rectangle((min(x(0), end), y + 6, max(x(0), end), y + row - 6), fill=NOISE if noise else BLUE)
+        middle = y + row // 2
+        draw.line((x(lower), middle, x(upper), middle), fill=BLACK, width=2)
+        for end in (lower, upper):
+            draw.line((x(end), middle - 6, x(end), middle + 6), fill=BLACK, width=2)
+        text = f"{estimate:.3f} [{lower:.3f}, {upper:.3f}]"
+        draw.text((width - right + 8, middle), text, fill=BLACK, font=font, anchor="lm")
+    bottom = top + row * len(rows) + 2
+    draw.line((x(0), top, x(0), bottom), fill=BLACK, width=1)
+    draw.text((x(0), bottom + 2), "0", fill=BLACK, font=font, anchor="mt")
     return np.asarray(image)

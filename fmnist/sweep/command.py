@@ -3,8 +3,9 @@
 The search engine, its storage (SQLite, PostgreSQL, MySQL), the pruners, the heartbeat that
 notices killed trials and the callback that retries them are Optuna's; this module reads the
 flags, checks the space against the fit parser before any trial runs, starts the workers
-(:mod:`~fmnist.sweep.workers`) and prints the result. The settings are declared in :mod:`~fmnist.sweep.settings`, the study opened
-in :mod:`~fmnist.sweep.study`; a trial is an ordinary fit (:mod:`~fmnist.sweep.trial`).
+(:mod:`~fmnist.sweep.workers`) and prints the result. The settings are declared in
+:mod:`~fmnist.sweep.settings`, the study opened in :mod:`~fmnist.sweep.study`; a trial is an
+ordinary fit (:mod:`~fmnist.sweep.trial`).
 """
 
 import argparse
@@ -142,7 +143,7 @@ def _worker(config: Sweep, threads: int, number: int, held: Any) -> None:
         raise SystemExit(2) from None
     except DatabaseLost:
         raise SystemExit(LOST) from None  # the sweep waits for the database and starts this worker again
-    except Exception as err:  # a full disk: the line main prints (and a checkpoint it cut short deleted)
+    except Exception as err:  # a full disk: the line main prints
         message = disk_full_message(err, "sweep")
         if message is None or os.environ.get("FMNIST_DEBUG"):
             raise

@@ -8,9 +8,11 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from fmnist.sweep import board
+from fmnist.runs import tensorboard_configs
+from fmnist.sweep import board, verdict
 from fmnist.sweep.storage import shown_url
 from fmnist.sweep.study import Sweep
+from fmnist.sweep.trust import SEED_VALUES
 
 STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 STATES.update({TrialState.RUNNING: "running", TrialState.WAITING: "waiting"})
@@ -23,11 +25,49 @@ def summary(study: optuna.Study, config: Sweep) -> None:
     ``pick``, ``best.yaml`` from that trial) and the end of the study run (:mod:`~fmnist.sweep.board`).
     """
     settings = config.settings
-    metrics, directions = settings.metrics, settings.directions
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
-    sign = -1 if directions[0] == "maximize" else 1
+    sign = -1 if settings.directions[0] == "maximize" else 1
     trials.sort(key=lambda t: (t.values is None, t.state != TrialState.COMPLETE, sign * _value(t, 0), t.number))
-    keys = [p.key for p in config.params]
+    _print_table(trials, [p.key for p in config.params], settings.metrics)
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    storage = shown_url(settings.storage)  # the password as ***
+    print(f"\nstudy {settings.study}: {finished} of {settings.n_trials} trials finished; storage {storage}")
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        print("no complete trial yet: no best trial")
+        return
+    _print_means(complete, settings.metrics)
+    found = board.importances(study, settings.metrics, settings.directions)
+    for metric, importance in found.items():
+        if importance:
+            ranked = ", ".join(f"{name} {value.share:.2f}" for name, value in importance.items())
+            print(f"what mattered for {metric} (PED-ANOVA importance): {ranked}")
+            print("\n".join(verdict.importance_lines(metric, importance, len(complete))))
+    best = (
+        [study.best_trial]
+        if len(settings.metrics) == 1
+        else sorted(study.best_trials, key=lambda t: sign * t.values[0])
+    )
+    commands = _write_best(best, complete, config)
+    notes = _trust(complete, config, best)
+    board.write_end(config.root, study, settings.metrics, found, best, commands, notes)
+    print(f"study run: {config.root / board.FOLDER}  (tensorboard --logdir {config.root})")
+
+
+def _trust(complete: list[FrozenTrial], config: Sweep, best: list[FrozenTrial]) -> dict[str, str]:
+    """Print the noise floor and the significance line; the same for the study run's Text."""
+    settings = config.settings
+    chosen = next((t for t in complete if t.number == settings.pick), None)
+    if chosen is None and len(settings.metrics) == 1:
+        chosen = best[0]
+    prefix = "" if len(settings.metrics) == 1 else f"{settings.metrics[0]}: "
+    noise = verdict.noise_lines(complete, settings.metrics)
+    line = verdict.significance_line(complete, settings.metrics[0], settings.directions[0], chosen, prefix)
+    print("\n".join([*noise, line]))
+    return {"Noise floor": "  \n".join(noise), "Significance": line}
+
+
+def _print_table(trials: list[FrozenTrial], keys: list[str], metrics: list[str]) -> None:
     header = ["trial", *keys, *metrics, "state", "minutes"]
     rows = [
         [
@@ -42,25 +82,22 @@ def summary(study: optuna.Study, config: Sweep) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    storage = shown_url(settings.storage)  # the password as ***
-    print(f"\nstudy {settings.study}: {finished} of {settings.n_trials} trials finished; storage {storage}")
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not complete:
-        print("no complete trial yet: no best trial")
-        return
+
+
+def _print_means(complete: list[FrozenTrial], metrics: list[str]) -> None:
     for i, metric in enumerate(metrics):
         values = [t.values[i] for t in complete]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         digits = 0 if all(_count(v) for v in values) else 4  # counts, or accuracies and losses
-        mean = statistics.mean(values)
-        print(f"{metric} over {len(values)} complete trials: {mean:.{digits}f} ± {spread:.{digits}f}")
-    found = board.importances(study, metrics, directions)
-    for metric, importance in found.items():
-        if importance:
-            ranked = ", ".join(f"{name} {value:.2f}" for name, value in importance.items())
-            print(f"what mattered for {metric} (PED-ANOVA importance): {ranked}")
-    best = [study.best_trial] if len(metrics) == 1 else sorted(study.best_trials, key=lambda t: sign * t.values[0])
+        print(
+            f"{metric} over {len(values)} complete trials: {statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
+        )
+
+
+def _write_best(best: list[FrozenTrial], complete: list[FrozenTrial], config: Sweep) -> dict[int, str]:
+    """``best.yaml`` (or ``best_<n>.yaml`` per Pareto-optimal trial, and the picked trial's); the command of each."""
+    settings = config.settings
+    metrics, directions = settings.metrics, settings.directions
     commands = {}
     if len(metrics) > 1:
         print(f"Pareto-optimal trials ({', '.join(f'{m} {d}' for m, d in zip(metrics, directions))}):")
@@ -83,8 +120,7 @@ def summary(study: optuna.Study, config: Sweep) -> None:
             path = write_best(picked, config, "best.yaml")
             commands[picked.number] = f"python -m fmnist fit --config {path}" if path else ""
             print(f"picked: trial {picked.number}  {commands[picked.number]}")
-    board.write_end(config.root, study, metrics, found, best, commands)
-    print(f"study run: {config.root / board.FOLDER}  (tensorboard --logdir {config.root})")
+    return commands
 
 
 def _value(trial: FrozenTrial, index: int) -> float:
@@ -98,6 +134,8 @@ def trial_line(trial: FrozenTrial, config: Sweep, worker: int) -> None:
     values = "  ".join(f"{k}={_cell(v)}" for k, v in trial.params.items())
     results = trial.values or [None] * len(config.settings.metrics)
     scores = "  ".join(f"{m} {_cell(v)}" for m, v in zip(config.settings.metrics, results))
+    if SEED_VALUES in trial.user_attrs:
+        scores += f" (mean of {len(trial.user_attrs[SEED_VALUES])} seeds)"
     state = STATES.get(trial.state, trial.state.name.lower())
     print(
         f"trial {trial.number}  {values}  {scores}  {state}  {_minutes(trial)} min  worker {worker}",
@@ -113,17 +151,17 @@ def write_best(trial: FrozenTrial, config: Sweep, name: str = "best.yaml") -> Pa
         print(f"trial {trial.number}'s configuration not found: {source} (its run folder is on another machine?)")
         return None
     fit = yaml.safe_load(source.read_text())
-    loggers = fit["trainer"]["logger"]
-    for logger in loggers if isinstance(loggers, list) else [loggers]:
-        args = logger.get("init_args", {}) if isinstance(logger, dict) else {}
-        if args.get("version") == run_dir.name:
-            args.update(name=f"{args['name']}/{Path(name).stem}", version=None)
+    for args in tensorboard_configs(fit["trainer"]["logger"]):
+        if args["version"] == run_dir.name:  # runs/<study>/<stem>/, from a trial's folder or a seed's inside it
+            args.update(save_dir=str(config.root.parent), name=f"{config.root.name}/{Path(name).stem}", version=None)
     for flag in ("enable_progress_bar", "enable_model_summary"):  # off in trials only to keep workers' output apart
         if f"--trainer.{flag}" not in config.fit_options:
             fit["trainer"][flag] = True
     values = ", ".join(f"{k}={_cell(v)}" for k, v in trial.params.items())
     scores = ", ".join(f"{m} {_score(v)}" for m, v in zip(config.settings.metrics, trial.values))
     path = config.root / name
+    if SEED_VALUES in trial.user_attrs:
+        scores += f" (the mean of {len(trial.user_attrs[SEED_VALUES])} seeds; this file trains the first)"
     header = (
         f"# Trial {trial.number} of study {config.settings.study}: {scores}\n"
         f"# sampled values: {values}\n# reproduce it with: python -m fmnist fit --config {path}\n"

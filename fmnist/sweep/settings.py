@@ -17,8 +17,8 @@ from fmnist.errors import InputError
 
 #: Trials a study ends with when ``n_trials`` is not given and the sampler is not the grid.
 DEFAULT_TRIALS = 20
-#: Each pruner, given ``prune_after``: the complete trials the median rule waits for (the choice of 2
-#: is measured in docs/benchmarks.md, "Sweeps").
+#: Each pruner, given ``prune_after``: the complete trials the median rule waits for (why 2:
+#: docs/results.md, "Why the median pruner waits for 2 complete trials").
 PRUNERS = {
     "median": lambda after: optuna.pruners.MedianPruner(n_startup_trials=after, n_warmup_steps=0),
     "hyperband": lambda after: optuna.pruners.HyperbandPruner(min_resource=1),
@@ -93,6 +93,12 @@ class Settings:
         POSITIVE_INT,
     )
     workers: int = setting(1, "trials run at once on this machine, as processes sharing the cores", POSITIVE_INT)
+    repeats: int = setting(
+        1,
+        "seeds per sampled configuration: a trial fits it with seed_everything, +1, ... (runs trial_<n>/seed_<s>/) "
+        "and its value is their mean; pruning judges the first seed. 2 or more measure the seed noise",
+        POSITIVE_INT,
+    )
     storage: str | None = setting(
         None,
         "Optuna storage URL (default: sqlite:///<save_dir>/<study>/study.db); postgresql://... "

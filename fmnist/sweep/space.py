@@ -26,8 +26,9 @@ import optuna
 import yaml
 from jsonargparse import ArgumentError
 
-from fmnist.cli import FashionCLI, tensorboard_configs
+from fmnist.cli import FashionCLI
 from fmnist.errors import InputError
+from fmnist.runs import tensorboard_configs
 from fmnist.sweep.settings import NAMES
 
 #: Fields each range type accepts (``type`` aside).
@@ -160,7 +161,7 @@ def check_against_fit(fit_options: list[str], params: list[Param]) -> str:
                 if "nrecognized argument" in message or "not a valid" in message and "key" in message:
                     raise InputError(f"--space: {param.key} is not an option of python -m fmnist fit") from err
                 raise InputError(f"--space: {param.key} = {value!r} is rejected by fit: {message}") from err
-    return str(loggers[0].init_args.save_dir)
+    return str(loggers[0]["save_dir"])
 
 
 def check_same_space(study: optuna.Study, params: list[Param]) -> None:

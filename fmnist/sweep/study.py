@@ -13,10 +13,12 @@ import optuna
 from torch.utils.tensorboard import SummaryWriter
 
 from callbacks.hparams import write_session
+from fmnist.diskfull import database_full
 from fmnist.errors import InputError
 from fmnist.sweep.settings import PRUNERS, SAMPLERS, Settings
 from fmnist.sweep.space import Param, check_same_space, grid_size
 from fmnist.sweep.storage import GRACE, HEARTBEAT, SweepStorage, engine, hide_password, shown_url
+from fmnist.sweep.trust import SEED_OPTION
 
 #: A killed trial's configuration is queued again at most this many times.
 MAX_RETRY = 3
@@ -37,7 +39,7 @@ class Sweep:
     root: Path  # runs/<study>
 
     def check(self) -> None:
-        """The settings' values, and what the sampler needs of the space."""
+        """The settings' values, what the sampler needs of the space, and a seed the repeats leave free."""
         self.settings.check()
         if self.settings.sampler == "grid":
             continuous = [p.key for p in self.params if p.grid() is None]
@@ -46,6 +48,11 @@ class Sweep:
             size = grid_size(self.params)
             if self.settings.n_trials > size:
                 raise InputError(f"sweep: n_trials {self.settings.n_trials} exceeds the grid's {size} combinations")
+        if self.settings.repeats > 1 and any(param.key == SEED_OPTION for param in self.params):
+            raise InputError(
+                f"sweep: repeats {self.settings.repeats} trains each configuration with seed_everything, +1, ...;"
+                " a space that searches seed_everything runs with repeats: 1"
+            )
 
     @property
     def waits(self) -> float:
@@ -69,6 +76,9 @@ class Sweep:
                 heartbeat_stale_trial_callback=RetryKilled(settings.metrics, MAX_RETRY),
             )
         except Exception as err:  # SQLAlchemy raises many types for a bad URL, a missing driver or server
+            full = database_full(err, settings.storage)
+            if full is not None:  # a disk full, not a storage that cannot be opened
+                raise full from err
             reason = hide_password(" ".join(str(err).split()), settings.storage)[:300]
             raise InputError(f"--storage {shown_url(settings.storage)}: cannot open it ({reason})") from err
         verbosity = optuna.logging.get_verbosity()

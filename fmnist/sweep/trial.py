@@ -6,8 +6,14 @@ sweep's fit options plus the sampled values, so every fit option works and the t
 callback reports the metric after each validation epoch (unless the pruner is ``none``), and the
 HParams row is written when the trial ends, because only then is its state (complete, pruned,
 failed) known.
+
+With ``repeats: k`` a trial fits its sampled values k times, with ``seed_everything`` and the k - 1
+seeds after it, into ``trial_<number>/seed_<seed>/``; its value is their mean, and only the first
+seed reports to the pruner (docs/sweeps.md says why).
 """
 
+import statistics
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -19,6 +25,7 @@ from fmnist.cli import FashionCLI
 from fmnist.errors import InputError
 from fmnist.sweep.space import as_flag
 from fmnist.sweep.study import Sweep, write_row
+from fmnist.sweep.trust import SEED_VALUES
 
 #: Fit flags every trial starts from (a sweep's own flags come after and win): no progress bars
 #: and model summaries from trials that may run side by side, and no test after fit: a search
@@ -40,23 +47,47 @@ def fit_args(fit_options: list[str], values: dict[str, Any]) -> list[str]:
 
 
 def run_trial(trial: optuna.Trial, sweep: Sweep) -> float | tuple[float, ...]:
-    """The objective: fit with the sampled values, return the metric (or metrics), leave the HParams row."""
-    wanted = sweep.settings.metrics
+    """The objective: fit the sampled values (once per seed with ``repeats``), return the metric(s), mean over seeds."""
     started = trial.study.get_trials(deepcopy=False, states=STARTED)
     if sum(t.number < trial.number for t in started) >= sweep.settings.n_trials:  # workers asked at the same moment
         trial.set_user_attr("surplus", True)
         raise Surplus(f"trial {trial.number} not needed: {sweep.settings.n_trials} trials had already started")
     values = {param.key: param.suggest(trial) for param in sweep.params}
-    run_dir = sweep.root / f"trial_{trial.number}"
-    trial.set_user_attr("run_dir", str(run_dir))
+    seeds = repeat_seeds(sweep, values)
+    folder = sweep.root / f"trial_{trial.number}"
+    run_dirs = [folder] if seeds == [None] else [folder / f"seed_{seed}" for seed in seeds]
+    trial.set_user_attr("run_dir", str(run_dirs[0]))  # the run best.yaml trains again
+    # pruning judges the first seed: before the others cost anything, against the same seed of every trial
+    runs = [
+        fit_run(trial, sweep, values, seed, run_dir, i == 0) for i, (seed, run_dir) in enumerate(zip(seeds, run_dirs))
+    ]
+    if len(runs) > 1:
+        trial.set_user_attr(SEED_VALUES, runs)
+    scores = tuple(statistics.fmean(run[i] for run in runs) for i in range(len(sweep.settings.metrics)))
+    return scores[0] if len(scores) == 1 else scores
+
+
+def repeat_seeds(sweep: Sweep, values: dict[str, Any]) -> list[int | None]:
+    """The seeds of a trial's runs: ``[None]`` (the fit's own) without repeats, else the fit's seed, +1, ..."""
+    if sweep.settings.repeats == 1:
+        return [None]
+    seed = FashionCLI(fit_args(sweep.fit_options, values), run=False, instantiate=False).config.seed_everything
+    first = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0  # true: Lightning drew one
+    return [first + i for i in range(sweep.settings.repeats)]
+
+
+def fit_run(
+    trial: optuna.Trial, sweep: Sweep, values: dict[str, Any], seed: int | None, run_dir: Path, prune: bool
+) -> tuple[float, ...]:
+    """One fit of a trial, in ``run_dir``, with its HParams row; the metric(s) it logged."""
+    wanted = sweep.settings.metrics
     pruning = (
-        []
-        if isinstance(trial.study.pruner, optuna.pruners.NopPruner)
-        else [PyTorchLightningPruningCallback(trial, wanted[0])]  # pruners follow one metric
+        [PyTorchLightningPruningCallback(trial, wanted[0])]  # pruners follow one metric
+        if prune and not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+        else []
     )
-    cli = FashionCLI(
-        fit_args(sweep.fit_options, values), run=False, run_dir=run_dir, trainer_defaults={"callbacks": pruning}
-    )
+    args = fit_args(sweep.fit_options, values) + ([] if seed is None else ["--seed_everything", str(seed)])
+    cli = FashionCLI(args, run=False, run_dir=run_dir, trainer_defaults={"callbacks": pruning})
     # the HParams row is written here when the trial ends, with its state, not by the table when it starts;
     # assigning trainer.callbacks is how Lightning's own Tuner adds and removes its callbacks
     tables = [c for c in cli.trainer.callbacks if isinstance(c, HyperparameterTable)]
@@ -74,8 +105,7 @@ def run_trial(trial: optuna.Trial, sweep: Sweep) -> float | tuple[float, ...]:
                 f"metric {missing[0]!r} was not logged by the trial; logged scalars: {', '.join(sorted(metrics))}"
             )
         state = "complete"
-        scores = tuple(float(metrics[metric]) for metric in wanted)
-        return scores[0] if len(scores) == 1 else scores
+        return tuple(float(metrics[metric]) for metric in wanted)
     except optuna.TrialPruned:
         state = "pruned"
         raise

@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 
 from callbacks import TrainingDivergedError
+from fmnist.diskfull import database_full
 from fmnist.sweep import report
 from fmnist.sweep.board import StudyRun
 from fmnist.sweep.storage import StorageGone, SweepStorage, outage, reconnect
@@ -62,7 +63,10 @@ def work(config: Sweep, held: Any, worker: int = 1) -> None:
     except Exception as err:
         if config.waits and outage(err) is not None:
             raise DatabaseLost from err
-        raise
+        full = database_full(err, config.settings.storage)  # SQLite names no file; this names the database
+        if full is None:
+            raise
+        raise full from err
 
 
 def _work(

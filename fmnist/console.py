@@ -1,17 +1,53 @@
-"""What ``python -m fmnist fit`` prints when it is done: the result, and where to look at it."""
+"""What fmnist prints of a run: its first line (what runs, on what, where) and, after ``fit``, the summary.
+
+Used by the fit CLI (:mod:`fmnist.cli`); the progress shown in between is Lightning's bar in a
+terminal and :class:`~fmnist.progress.LineProgressBar` elsewhere (:func:`wants_progress_lines`).
+"""
 
 import os
 import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from callbacks import TimeBudget
+
 #: TensorBoard keeps 10 images per tag unless told otherwise; 100 keeps every epoch of a typical run.
 SAMPLES_PER_PLUGIN = "images=100"
+
+
+def first_line(trainer: "pl.Trainer", subcommand: str, ckpt_path: str | None, seed: Any) -> str:
+    """fmnist's first line: what runs, on what, and where its run folder is."""
+    device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+    epochs = trainer.max_epochs
+    what = f"{epochs} epoch{'s' * (epochs != 1)}" if subcommand == "fit" and epochs and epochs > 0 else "the model"
+    budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)
+    if subcommand == "fit" and budget is not None:  # it chooses the epochs once fit has begun
+        what = f"up to {what} in {budget.minutes:g} min (TimeBudget)"
+    source = f" from {shown(ckpt_path)}" if ckpt_path else ""
+    folder = f"; run folder {shown(trainer.log_dir)}" if trainer.log_dir else ""
+    return (
+        f"fmnist {subcommand}: {what}{source}, seed {seed}, on {trainer.num_devices} {device}"
+        f" ({trainer.precision}){folder}"
+    )
+
+
+def wants_progress_lines(trainer: Namespace) -> bool:
+    """Whether a run configured so (``trainer`` as parsed) prints progress lines instead of a bar.
+
+    Not a terminal (CI, nohup, a file): lines instead of a bar's carriage returns, unless the
+    bar is off or the configuration names a progress bar of its own.
+    """
+    callbacks = trainer.get("callbacks")
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    configured = any("ProgressBar" in str(c.get("class_path", "")) for c in callbacks if isinstance(c, Namespace))
+    return trainer.get("enable_progress_bar") is not False and not configured and not sys.stderr.isatty()
 
 
 def fit_summary(trainer: "pl.Trainer", test_metrics: Mapping[str, float] | None) -> str:
