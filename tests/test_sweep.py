@@ -256,7 +256,7 @@ def test_a_killed_sweep_continues_to_exactly_n_trials(data_dir: Path, fast: Path
     assert "failed" in done.stdout and "2 of 2 trials finished" in done.stdout
 
 
-@pytest.mark.slow  # real processes, and a wait of GRACE seconds for the orphan
+@pytest.mark.slow  # real processes, and a wait of ORPHANED seconds for the orphan
 def test_a_trial_that_never_beat_does_not_stall_the_resumed_sweep(data_dir: Path, fast: Path, tmp_path: Path) -> None:
     """A process that dies between starting a trial and its first heartbeat (the database went away
     then) leaves a running trial Optuna's own check never calls stale; the resumed sweep waited on it."""

@@ -22,6 +22,9 @@ from fmnist.sweep.trust import SEED_OPTION
 
 #: A killed trial's configuration is queued again at most this many times.
 MAX_RETRY = 3
+#: Seconds a running trial may go without naming its run folder before it counts as orphaned: far
+#: more than a trial needs to begin (its repeats' seeds included) on a busy machine.
+ORPHANED = 30
 #: The trial state shown in HParams -> TensorBoard's session status.
 STATUS = {"complete": "STATUS_SUCCESS", "pruned": "STATUS_SUCCESS", "failed": "STATUS_FAILURE"}
 
@@ -149,9 +152,9 @@ class Orphans:
     """Running trials that never began: their process died inside ``study.ask`` (the database went away then).
 
     Optuna's heartbeat check skips a trial that never beat, so such a trial would count as running for
-    ever. A trial begins by naming its run folder (``run_dir``, milliseconds after it is asked for); one
-    that this process has seen running without it for longer than GRACE is failed and queued again.
-    Timed on this process's clock: no clock skew between machines.
+    ever. A trial begins by naming its run folder (``run_dir``, a second or so after it is asked for);
+    one that this process has seen running without it for longer than :data:`ORPHANED` is failed and
+    queued again. Timed on this process's clock: no clock skew between machines.
     """
 
     def __init__(self) -> None:
@@ -162,5 +165,5 @@ class Orphans:
         now = time.monotonic()
         self.seen = {t.number: self.seen.get(t.number, now) for t in running if "run_dir" not in t.user_attrs}
         for number, since in self.seen.items():
-            if now - since > GRACE:
+            if now - since > ORPHANED:
                 fail_killed(study, storage, number)
