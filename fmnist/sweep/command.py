@@ -8,6 +8,7 @@ in :mod:`~fmnist.sweep.study`; a trial is an ordinary fit (:mod:`~fmnist.sweep.t
 """
 
 import argparse
+import gc
 import multiprocessing
 import os
 import shutil
@@ -160,9 +161,14 @@ def work(config: Sweep, worker: int = 1) -> None:
     timeout, n_trials = config.settings.timeout, config.settings.n_trials
     deadline = time.monotonic() + timeout if timeout else None
     study_run = StudyRun(config.root, config.settings.metrics)
+    # what lives as long as the worker (its modules, study, shared data) is set aside, so that the collection
+    # after each trial (gc_after_trial) walks only what trials made: a full one takes 0.2 s here
+    gc.collect()
+    gc.freeze()
     try:
         _work(study, config, worker, study_run, n_trials, deadline)
     finally:
+        gc.unfreeze()
         study_run.close()
 
 
@@ -185,6 +191,10 @@ def _work(
                 lambda trial: run_trial(trial, config),
                 n_trials=1,
                 catch=(TrainingDivergedError, Surplus),
+                # a finished trial's trainer, model and callbacks refer to each other (Lightning's trainer and its
+                # connectors, loops and module do); Python collects such cycles when enough objects were made,
+                # not bytes, so without this each trial's memory (its network, optimizer, pictures) piled up
+                gc_after_trial=True,
                 callbacks=[lambda study, trial: report.trial_line(trial, config, worker), study_run.trial_finished],
             )
         except Exception as err:

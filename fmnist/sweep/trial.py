@@ -8,6 +8,7 @@ HParams row is written when the trial ends, because only then is its state (comp
 failed) known.
 """
 
+import contextvars
 from typing import Any
 
 import optuna
@@ -54,9 +55,11 @@ def run_trial(trial: optuna.Trial, sweep: Sweep) -> float | tuple[float, ...]:
         if isinstance(trial.study.pruner, optuna.pruners.NopPruner)
         else [PyTorchLightningPruningCallback(trial, wanted[0])]  # pruners follow one metric
     )
-    cli = FashionCLI(
-        fit_args(sweep.fit_options, values), run=False, run_dir=run_dir, trainer_defaults={"callbacks": pruning}
-    )
+    # parsed in a copy of the context: jsonargparse leaves the parser of its last parse in a ContextVar
+    # (subclass_arg_parser), and the parser holds LightningCLI's instantiators, which hold the CLI with its
+    # trainer, model and data; in the worker's own context they would outlive the trial
+    args, defaults = fit_args(sweep.fit_options, values), {"callbacks": pruning}
+    cli = contextvars.copy_context().run(FashionCLI, args, run=False, run_dir=run_dir, trainer_defaults=defaults)
     # the HParams row is written here when the trial ends, with its state, not by the table when it starts;
     # assigning trainer.callbacks is how Lightning's own Tuner adds and removes its callbacks
     tables = [c for c in cli.trainer.callbacks if isinstance(c, HyperparameterTable)]
