@@ -7,9 +7,11 @@ needs nothing: ``"0"``, ``"1"``, ... and per-image min-max. ``predict_step`` ret
 prediction callbacks (:func:`prediction_outputs`), a dict with ``"class_index"`` (a tensor of ints),
 ``"class_name"`` (a list of str) and ``"confidence"`` (a tensor of floats), one entry per image, and
 optionally ``"file"`` (a list of str). A callback that cannot work on a model warns once
-(:func:`warn_once`) and writes nothing; it never stops training.
+(:func:`warn_once`) and writes nothing; it never stops training. What a callback reuses between the
+runs of one process (a graph, a FLOP count) assumes the model's modules decide its forward (:func:`structure`).
 """
 
+import itertools
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from torch import Tensor
+from torch import Tensor, nn
 
 _warned: "weakref.WeakKeyDictionary[object, set[str]]" = weakref.WeakKeyDictionary()
 
@@ -111,3 +113,13 @@ def value_range(given: tuple[float, float] | None, trainer: "pl.Trainer") -> tup
     """
     found = given if given is not None else getattr(getattr(trainer, "datamodule", None), "value_range", None)
     return None if found is None else (float(found[0]), float(found[1]))
+
+
+def structure(module: nn.Module, example: Any) -> tuple:
+    """What a trace or a FLOP count of ``module`` on ``example`` depends on, when its modules decide its forward:
+    its class, its modules with their settings (``repr``), the shapes, types, memory layouts and devices of its
+    tensors and of the input's. Callbacks key what they reuse between the runs of one process (a sweep's trials) by it.
+    """
+    inputs = example if isinstance(example, tuple) else (example,)
+    tensors = itertools.chain(module.parameters(), module.buffers(), (t for t in inputs if isinstance(t, Tensor)))
+    return type(module), repr(module), tuple((t.shape, t.dtype, t.stride(), t.device) for t in tensors)

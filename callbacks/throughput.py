@@ -21,7 +21,12 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor
 from typing_extensions import override
 
-from callbacks.contract import warn_once
+from callbacks.contract import structure, warn_once
+
+#: FLOPs per image of the networks counted in this process, by :func:`~callbacks.contract.structure`: a
+#: sweep's trials count once per network (a tenth of a second each); a few networks' worth.
+_FLOPS_PER_IMAGE: dict[tuple, float] = {}
+MAX_COUNTED = 64
 
 
 def count_images(batch: Any) -> int:
@@ -60,8 +65,8 @@ class EpochThroughput(Callback):
 
     Built on the parts of Lightning's ``ThroughputMonitor``: ``Throughput`` turns the counts into
     rates (rank zero's counts times the world size, as ``ThroughputMonitor`` sums over ranks);
-    ``measure_flops`` counts a training step's FLOPs (forward and backward) per image, once, at the
-    end of the first epoch (outside the steps a profiler records) on a few images of its first
+    ``measure_flops`` counts a training step's FLOPs (forward and backward) per image, once (once per
+    network in a process: a sweep's later trials reuse it), at the end of the first epoch (outside the steps a profiler records) on a few images of its first
     batch, in eval mode and with ``torch.autograd.grad``, so that no ``.grad``, no batch-norm
     statistic and no random number changes. ``ThroughputMonitor`` itself was not used: it
     synchronises CUDA after every batch (this callback: four times an epoch), logs rolling
@@ -141,7 +146,7 @@ class EpochThroughput(Callback):
             return
         epoch_s = _now(trainer) - self._epoch_start
         if not self._flops_counted and self._example is not None:
-            self._flops_per_image, self._example = self._count_flops(pl_module, self._example), None
+            self._flops_per_image, self._example = self._flops(pl_module, self._example), None
             self._flops_counted = True
         self._batches += self._epoch_batches
         self._train_s += max(epoch_s - self._validation_s, 1e-9)  # strictly increasing, as Throughput checks
@@ -162,6 +167,18 @@ class EpochThroughput(Callback):
         # trainer.callback_metrics, where a sweep reads them (rank zero alone measures: no monitor in DDP)
         for name, value in values.items():
             pl_module.log(name, float(value), on_step=False, on_epoch=True, batch_size=1, rank_zero_only=True)
+
+    def _flops(self, pl_module: "pl.LightningModule", images: Any) -> float | None:
+        """:meth:`_count_flops`, once per network in this process."""
+        key = structure(pl_module, images[:1] if isinstance(images, Tensor) else images)
+        if key not in _FLOPS_PER_IMAGE:
+            flops = self._count_flops(pl_module, images)
+            if flops is None:
+                return None  # not kept: the next run's callback says why too
+            if len(_FLOPS_PER_IMAGE) >= MAX_COUNTED:
+                del _FLOPS_PER_IMAGE[next(iter(_FLOPS_PER_IMAGE))]
+            _FLOPS_PER_IMAGE[key] = flops
+        return _FLOPS_PER_IMAGE[key]
 
     def _count_flops(self, pl_module: "pl.LightningModule", images: Any) -> float | None:
         """A training step's FLOPs (forward and backward) per image, leaving the module as it was."""

@@ -12,6 +12,7 @@ seeds after it, into ``trial_<number>/seed_<seed>/``; its value is their mean, a
 seed reports to the pruner (docs/sweeps.md says why).
 """
 
+import contextvars
 import statistics
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,8 @@ def repeat_seeds(sweep: Sweep, values: dict[str, Any]) -> list[int | None]:
     """The seeds of a trial's runs: ``[None]`` (the fit's own) without repeats, else the fit's seed, +1, ..."""
     if sweep.settings.repeats == 1:
         return [None]
-    seed = FashionCLI(fit_args(sweep.fit_options, values), run=False, instantiate=False).config.seed_everything
+    parse = contextvars.copy_context().run  # as in fit_run: nothing of this parse outlives it
+    seed = parse(FashionCLI, fit_args(sweep.fit_options, values), run=False, instantiate=False).config.seed_everything
     first = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0  # true: Lightning drew one
     return [first + i for i in range(sweep.settings.repeats)]
 
@@ -87,7 +89,11 @@ def fit_run(
         else []
     )
     args = fit_args(sweep.fit_options, values) + ([] if seed is None else ["--seed_everything", str(seed)])
-    cli = FashionCLI(args, run=False, run_dir=run_dir, trainer_defaults={"callbacks": pruning})
+    # parsed in a copy of the context: jsonargparse leaves the parser of its last parse in a ContextVar
+    # (subclass_arg_parser), and the parser holds LightningCLI's instantiators, which hold the CLI with its
+    # trainer, model and data; in the worker's own context they would outlive the trial
+    defaults = {"callbacks": pruning}
+    cli = contextvars.copy_context().run(FashionCLI, args, run=False, run_dir=run_dir, trainer_defaults=defaults)
     # the HParams row is written here when the trial ends, with its state, not by the table when it starts;
     # assigning trainer.callbacks is how Lightning's own Tuner adds and removes its callbacks
     tables = [c for c in cli.trainer.callbacks if isinstance(c, HyperparameterTable)]

@@ -8,6 +8,7 @@ as Optuna does for a trial whose process was killed, and starts the worker again
 """
 
 import functools
+import gc
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context
@@ -56,9 +57,14 @@ def work(config: Sweep, held: Any, worker: int = 1) -> None:
     try:
         storage, study = config.connect()
         study_run = StudyRun(config.root, config.settings.metrics)
+        # what lives as long as the worker (its modules, study, shared data) is set aside, so that the collection
+        # after each trial (gc_after_trial) walks only what trials made: a full one takes 0.2 s here
+        gc.collect()
+        gc.freeze()
         try:
             _work(study, storage, config, worker, study_run, held, deadline)
         finally:
+            gc.unfreeze()
             study_run.close()
     except Exception as err:
         if config.waits and outage(err) is not None:
@@ -95,6 +101,10 @@ def _work(
             functools.partial(_objective, config=config, storage=storage, held=held),
             n_trials=1,
             catch=(TrainingDivergedError, Surplus),
+            # a finished trial's trainer, model and callbacks refer to each other (Lightning's trainer and its
+            # connectors, loops and module do); Python collects such cycles when enough objects were made,
+            # not bytes, so without this each trial's memory (its network, optimizer, pictures) piled up
+            gc_after_trial=True,
             callbacks=[lambda study, trial: report.trial_line(trial, config, worker), study_run.trial_finished],
         )
         held.value = -1
