@@ -6,6 +6,9 @@ as a fresh interpreter.
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 #: Lightning's lines that fmnist's own first line and summary say better: the device, the end of fit.
 SAID_BY_FMNIST = ("GPU available:", "TPU available:", "HPU available:", "`Trainer.fit` stopped:")
@@ -51,7 +54,25 @@ def quiet_lightning() -> None:
             logging.getLogger(name).addFilter(dropping)
 
 
-def quiet_sweep_trials() -> None:
-    """A sweep's trials print nothing of their own: the sweep prints a line per finished trial."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+@contextmanager
+def quiet_sweep_trials() -> Iterator[None]:
+    """While a sweep's trials run: Lightning logs warnings only, and each warning is shown once (every
+    trial would repeat its own; warnings' ``once`` action forgets what it showed whenever the filters
+    change, which each trial's parse does). Both as they were when the block ends."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels, show, shown = [logger.level for logger in loggers], warnings.showwarning, set()
+
+    def show_once(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if (str(message), category) not in shown:
+            shown.add((str(message), category))
+            show(message, category, *args, **kwargs)
+
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    warnings.showwarning = show_once
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

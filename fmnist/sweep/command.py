@@ -9,20 +9,20 @@ ordinary fit (:mod:`~fmnist.sweep.trial`).
 """
 
 import argparse
-import os
 import shutil
-import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
 
-from fmnist.diskfull import disk_full_message, threads_quiet_when_disk_full
+from fmnist.diskfull import threads_quiet_when_disk_full
 from fmnist.errors import InputError
+from fmnist.exits import ERROR_LINE, end
 from fmnist.quiet import quiet_lightning, quiet_sweep_trials
 from fmnist.sweep import report
 from fmnist.sweep.settings import DEFAULT_TRIALS, Settings, add_flags
@@ -42,7 +42,7 @@ Running the same command again continues the study until n_trials trials have fi
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one fmnist: error line, like every other mistake
+    def error(self, message: str) -> None:  # one error line (fmnist.exits), like every other mistake
         raise InputError(f"sweep: {message} (see python -m fmnist sweep --help)")
 
 
@@ -80,7 +80,6 @@ def sweep(args: list[str]) -> None:
         settings.n_trials = grid or DEFAULT_TRIALS
     config = Sweep(settings, params, fit_options, root)
     config.check()
-    _quiet_trials(settings.verbose)
     created = next((path for path in [*reversed(root.parents), root] if not path.exists()), None)
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -90,14 +89,15 @@ def sweep(args: list[str]) -> None:
             shutil.rmtree(created, ignore_errors=True)
         raise
     try:
-        codes = supervise(config, _worker)
+        with _quiet_trials(settings.verbose):
+            codes = supervise(config, _worker)
         study = reconnect(config.open, settings.storage, config.waits, time.monotonic())
         report.summary(study, config)
         finished = len(study.get_trials(deepcopy=False, states=STARTED[1:]))
     except StorageGone as err:  # one line for the sweep and all its workers, no traceback
         raise InputError(str(err)) from None
-    if 2 in codes:
-        raise SystemExit(2)  # the worker printed its fmnist: error line
+    if ERROR_LINE in codes:
+        raise SystemExit(ERROR_LINE)  # the worker printed its error line
     if any(codes) and finished < settings.n_trials:
         raise InputError(
             f"sweep: a worker ended with exit status {[c for c in codes if c][0]}; run the command again to go on"
@@ -110,23 +110,20 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", r".*LightningCLI's args parameter is intended.*")
 
 
-def _quiet_trials(verbose: bool) -> None:
-    if not verbose:  # a line per finished trial instead (report.trial_line)
-        quiet_sweep_trials()
-        optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is a line of its own too
-        warnings.showwarning = _once(warnings.showwarning)
-
-
-def _once(show: Callable[..., None]) -> Callable[..., None]:
-    """``warnings.showwarning`` that shows each message once: every trial would repeat its warnings."""
-    shown: set[tuple[str, type]] = set()
-
-    def show_once(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if (str(message), category) not in shown:
-            shown.add((str(message), category))
-            show(message, category, *args, **kwargs)
-
-    return show_once
+@contextmanager
+def _quiet_trials(verbose: bool) -> Iterator[None]:
+    """While the trials run, a line per finished trial (report.trial_line) instead of their own output;
+    Lightning's and Optuna's logging and the warnings hook as they were afterwards."""
+    if verbose:
+        yield
+        return
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is a line of its own too
+    try:
+        with quiet_sweep_trials():
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _worker(config: Sweep, threads: int, number: int, held: Any) -> None:
@@ -134,18 +131,10 @@ def _worker(config: Sweep, threads: int, number: int, held: Any) -> None:
     torch.set_num_threads(threads)
     quiet_lightning()
     _quiet()
-    _quiet_trials(config.settings.verbose)
     try:
-        with threads_quiet_when_disk_full():
+        with _quiet_trials(config.settings.verbose), threads_quiet_when_disk_full():
             work(config, held, number)
-    except InputError as err:
-        print(f"fmnist: error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
     except DatabaseLost:
         raise SystemExit(LOST) from None  # the sweep waits for the database and starts this worker again
-    except Exception as err:  # a full disk: the line main prints
-        message = disk_full_message(err, "sweep")
-        if message is None or os.environ.get("FMNIST_DEBUG"):
-            raise
-        print(f"fmnist: error: {message}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+    except Exception as err:  # the line and the status main gives it
+        end(err, "sweep")
