@@ -8,8 +8,7 @@ as data (:mod:`fmnist.checkpoints`), its console output (:mod:`fmnist.console`) 
 """
 
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,15 @@ from fmnist.hardware import choose_precision
 from fmnist.logger import RunLogger
 from fmnist.module import FashionMNISTClassifier
 from fmnist.progress import LineProgressBar
-from fmnist.runs import CHECKPOINT_SHORTHANDS, log_into, newest_checkpoint, run_name, run_of, tensorboard_configs
+from fmnist.runs import (
+    CHECKPOINT_SHORTHANDS,
+    DiscardFailedRun,
+    log_into,
+    newest_checkpoint,
+    run_name,
+    run_of,
+    tensorboard_configs,
+)
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 #: What a checkpoint's hyperparameters build: the keys LightningCLI's classes are saved under.
@@ -174,12 +181,13 @@ class FashionCLI(LightningCLI):
             # (its _parse_ckpt_path); the views to average are chosen at evaluation, not at training:
             # --model.tta on validate, test or predict applies to any checkpoint ('[]': none)
             config.model.tta = self._given_tta
-        if wants_progress_lines(config.trainer):
-            given = self.trainer_defaults.get("callbacks", [])
-            self.trainer_defaults = {
-                **self.trainer_defaults,
-                "callbacks": [*(given if isinstance(given, list) else [given]), LineProgressBar()],
-            }
+        # every run: a run that stops on the user's input before its first step leaves no folder behind
+        added = [DiscardFailedRun(), *([LineProgressBar()] if wants_progress_lines(config.trainer) else [])]
+        given = self.trainer_defaults.get("callbacks", [])
+        self.trainer_defaults = {
+            **self.trainer_defaults,
+            "callbacks": [*(given if isinstance(given, list) else [given]), *added],
+        }
 
     def instantiate_classes(self) -> None:
         if not self.instantiate:
@@ -198,27 +206,6 @@ class FashionCLI(LightningCLI):
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        # LightningCLI's public hooks (before_/after_<subcommand>) do not see the subcommand's
-        # exceptions, and this one wraps all three
-        with self.discarding_failed_runs():
-            super()._run_subcommand(subcommand)
-
-    @contextmanager
-    def discarding_failed_runs(self) -> Iterator[None]:
-        """Around a trainer call: a run that stops on the user's input leaves no run folder behind.
-
-        Such errors (a damaged data file, an impossible setting found by Lightning) are raised as
-        :class:`InputError`; the folder a :class:`RunLogger` made for the run is deleted.
-        """
-        try:
-            yield
-        except (InputError, MisconfigurationException) as err:
-            for logger in self.trainer.loggers:
-                if isinstance(logger, RunLogger):
-                    logger.discard()
-            raise err if isinstance(err, InputError) else InputError(str(err)) from err
 
     def before_fit(self) -> None:
         self._announce("fit")
@@ -265,9 +252,8 @@ class FashionCLI(LightningCLI):
             return None
         try:
             (metrics,) = self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
-        except InputError as err:  # e.g. a damaged test file: the trained run stays
-            print(f"fmnist: error: testing after fit: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+        except InputError as err:  # e.g. a damaged test file: the trained run stays (DiscardFailedRun)
+            raise InputError(f"testing after fit: {err}") from err
         return metrics
 
 

@@ -12,9 +12,14 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 from jsonargparse import Namespace
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from typing_extensions import override
 
 from fmnist.errors import InputError
+from fmnist.logger import RunLogger
 
 #: Where a run keeps its checkpoints, and the file Lightning writes its hyperparameters to.
 CHECKPOINTS, HPARAMS = "checkpoints", "hparams.yaml"
@@ -81,3 +86,20 @@ def run_of(checkpoint: Path) -> Path | None:
     """The run folder a checkpoint file lies in, ``None`` for one outside any fmnist run."""
     run_dir = checkpoint.parent.parent
     return run_dir if checkpoint.parent.name == CHECKPOINTS and (run_dir / HPARAMS).is_file() else None
+
+
+class DiscardFailedRun(Callback):
+    """A run that stops on the user's input before its first training step leaves no run folder behind.
+
+    Such errors (a damaged data file, an impossible setting Lightning finds) are :class:`InputError`
+    or Lightning's ``MisconfigurationException``; the folder a :class:`~fmnist.logger.RunLogger`
+    made for the run is deleted. A run that trained keeps its folder (a damaged test file found by
+    the test after fit), and so does an existing run that a checkpoint's test logs into.
+    """
+
+    @override
+    def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        if isinstance(exception, (InputError, MisconfigurationException)) and trainer.global_step == 0:
+            for logger in trainer.loggers:
+                if isinstance(logger, RunLogger):
+                    logger.discard()

@@ -100,8 +100,7 @@ def fit_run(
     cli.trainer.callbacks = [c for c in cli.trainer.callbacks if c not in tables]
     state = "failed"
     try:
-        with cli.discarding_failed_runs():
-            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         metrics = dict(cli.trainer.callback_metrics)  # the test after fit resets the trainer's metrics
         metrics.update(cli.test_after_fit() or {})
         cli.close_loggers()
