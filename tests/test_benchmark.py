@@ -16,6 +16,7 @@ def bench(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # benchmark subprocesses
 def test_a_failing_part_stops_the_benchmark_with_its_own_message(tmp_path: Path) -> None:
     not_a_folder = tmp_path / "data.txt"
     not_a_folder.write_text("x")
@@ -26,11 +27,13 @@ def test_a_failing_part_stops_the_benchmark_with_its_own_message(tmp_path: Path)
     assert "Traceback" not in done.stderr and "s/epoch" not in done.stdout
 
 
+@pytest.mark.slow  # a benchmark subprocess
 def test_an_unknown_part_is_refused() -> None:
     done = bench("--parts", "fit,nope")
     assert done.returncode == 2 and "--parts: no part nope; choose from tutorial, fit, fit_plain, step" in done.stderr
 
 
+@pytest.mark.slow  # a benchmark subprocess
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU check runs here")
 def test_the_gpu_check_says_in_one_line_that_there_is_no_gpu() -> None:
     done = subprocess.run(

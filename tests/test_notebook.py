@@ -42,6 +42,7 @@ def stop(pid: int) -> None:
         return
 
 
+@pytest.mark.slow  # a real Jupyter kernel
 def test_the_quickstart_notebook_runs_and_shows_tensorboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = write_dataset(tmp_path / "data", train=5100, test=64)  # the default split holds out 5000
     monkeypatch.setenv("JUPYTER_PATH", str(kernel(tmp_path, data)))

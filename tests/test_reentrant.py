@@ -8,6 +8,7 @@ import logging
 import warnings
 from pathlib import Path
 
+import pytest
 import yaml
 
 from fmnist.main import main
@@ -30,6 +31,7 @@ def _run(*args: str) -> int:
     return 0
 
 
+@pytest.mark.slow  # fifty commands
 def test_fifty_calls_leave_what_the_first_left(data_dir: Path, tmp_path: Path, capsys) -> None:
     data = ["--data.data_dir", str(data_dir), "--data.val_size", "128", "--data.download", "false"]
     quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]

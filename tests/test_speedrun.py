@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.speedrun import COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # several fit processes
 def test_speedrun_prints_the_time_to_accuracy_table(data_dir: Path, tmp_path: Path) -> None:
     tiny = ["--data.data_dir", str(data_dir), "--data.val_size", "128", "--data.download", "false",
             "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3"]  # fmt: skip

@@ -25,7 +25,7 @@ from fmnist.errors import InputError
 from fmnist.exits import ERROR_LINE, end
 from fmnist.quiet import quiet_lightning, quiet_sweep_trials
 from fmnist.sweep import report
-from fmnist.sweep.settings import DEFAULT_TRIALS, Settings, add_flags
+from fmnist.sweep.settings import DEFAULT_TRIALS, Settings, add_flags, default_storage
 from fmnist.sweep.space import check_against_fit, grid_size, load
 from fmnist.sweep.storage import StorageGone, reconnect
 from fmnist.sweep.study import Sweep
@@ -74,7 +74,7 @@ def sweep(args: list[str]) -> None:
     save_dir = check_against_fit(fit_options, params)
     settings.study = str(settings.study or flags.space.stem)
     root = Path(save_dir) / settings.study
-    settings.storage = settings.storage or f"sqlite:///{root / 'study.db'}"
+    settings.storage = settings.storage or default_storage(root)
     if settings.n_trials is None:  # a grid is searched once through; other samplers try DEFAULT_TRIALS values
         grid = settings.sampler == "grid" and grid_size(params)
         settings.n_trials = grid or DEFAULT_TRIALS

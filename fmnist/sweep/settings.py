@@ -9,6 +9,7 @@ where it is used).
 import argparse
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -31,6 +32,11 @@ SAMPLERS = {
     "grid": lambda params, seed: optuna.samplers.GridSampler({p.key: p.grid() for p in params}, seed=seed),
 }
 DIRECTIONS = ("maximize", "minimize")
+
+
+def default_storage(root: Path) -> str:
+    """The study's database when no ``--storage`` is given: SQLite in the study's folder ``root``."""
+    return f"sqlite:///{root / 'study.db'}"
 
 
 @dataclass(frozen=True)
@@ -101,12 +107,12 @@ class Settings:
     )
     storage: str | None = setting(
         None,
-        "Optuna storage URL (default: sqlite:///<save_dir>/<study>/study.db); postgresql://... "
+        f"Optuna storage URL (default: {default_storage(Path('<save_dir>/<study>'))}); postgresql://... "
         "or mysql://... to share one study between machines",
     )
     storage_wait: float = setting(
         120,
-        "seconds a worker waits for a storage that went away (a database restart, a failover) before the sweep "
+        "seconds the sweep waits for a storage that went away (a database restart, a failover) before the sweep "
         "stops; the same command then resumes it",
         SECONDS,
     )
