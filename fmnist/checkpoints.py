@@ -121,7 +121,7 @@ def trusted_classes(options: Any, key: str) -> dict[tuple[str, str], set[str]]:
 
     ``key`` is the checkpoint key those options are saved under (``hyper_parameters`` for the model).
     """
-    plain = _plain(options) or {}
+    plain = (options.as_dict() if isinstance(options, Namespace) else options) or {}
     return {(key, option): {str(name) for _, name in _named(value, (option,))} for option, value in plain.items()}
 
 
@@ -197,14 +197,6 @@ def _imported(name: str) -> Any:
         if found is None:
             return None
     return found
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Namespace):
-        return {key: _plain(item) for key, item in vars(value).items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _name(source: Any) -> str:
