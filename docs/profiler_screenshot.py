@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: the repository's tests.helpers
-from tests.helpers import TensorBoardServer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: the repository's tools
+from tools.tensorboard_server import TensorBoardServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from screenshots import CHROMIUM_ARGS, filter_tags, settle

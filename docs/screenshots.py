@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: the repository's tests.helpers
-from tests.helpers import TensorBoardServer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: the repository's tools
+from tools.tensorboard_server import TensorBoardServer
 
 VIEWPORT = {"width": 1400, "height": 900}
 CHROMIUM_ARGS = [

@@ -3,10 +3,12 @@
 Plain helpers (data writers, event readers, the TensorBoard server) are in :mod:`tests.helpers`.
 """
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from fmnist import idx
 from fmnist.main import main
@@ -14,11 +16,26 @@ from tests.helpers import QUIET, write_dataset
 
 
 @pytest.fixture(autouse=True)
-def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test runs in its own folder and never sees the system copy of the dataset."""
+def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test runs in its own folder, never sees the system copy of the dataset, and leaves no global state.
+
+    What a test's code sets for the process (ddp leaves ``MASTER_ADDR`` and the like in ``os.environ``;
+    ``Trainer(deterministic=True)`` switches torch's deterministic algorithms on, a sweep worker sets
+    torch's threads) is undone after it,
+    as Lightning's own conftest does, so no test sees another's leftovers.
+    """
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(idx, "SYSTEM_DATA_DIR", tmp_path / "no-system-dataset")
     monkeypatch.setattr("sys.argv", ["fmnist"])  # pytest's own arguments are not fmnist's
+    environ = dict(os.environ)
+    deterministic, warn_only = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    yield
+    os.environ.clear()
+    os.environ.update(environ)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 @pytest.fixture

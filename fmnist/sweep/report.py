@@ -12,6 +12,7 @@ from fmnist.runs import tensorboard_configs
 from fmnist.sweep import board, verdict
 from fmnist.sweep.storage import shown_url
 from fmnist.sweep.study import Sweep
+from fmnist.sweep.trial import TRIAL_ONLY
 from fmnist.sweep.trust import SEED_VALUES
 
 STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
@@ -154,9 +155,10 @@ def write_best(trial: FrozenTrial, config: Sweep, name: str = "best.yaml") -> Pa
     for args in tensorboard_configs(fit["trainer"]["logger"]):
         if args["version"] == run_dir.name:  # runs/<study>/<stem>/, from a trial's folder or a seed's inside it
             args.update(save_dir=str(config.root.parent), name=f"{config.root.name}/{Path(name).stem}", version=None)
-    for flag in ("enable_progress_bar", "enable_model_summary"):  # off in trials only to keep workers' output apart
-        if f"--trainer.{flag}" not in config.fit_options:
-            fit["trainer"][flag] = True
+    for option in TRIAL_ONLY:  # off in trials only, as fit has them unless the sweep's flags set them
+        if f"--{option}" not in config.fit_options:
+            section, _, key = option.rpartition(".")
+            (fit[section] if section else fit)[key] = True
     values = ", ".join(f"{k}={_cell(v)}" for k, v in trial.params.items())
     scores = ", ".join(f"{m} {_score(v)}" for m, v in zip(config.settings.metrics, trial.values))
     path = config.root / name

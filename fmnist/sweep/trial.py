@@ -28,11 +28,12 @@ from fmnist.sweep.space import as_flag
 from fmnist.sweep.study import Sweep, write_row
 from fmnist.sweep.trust import SEED_VALUES
 
-#: Fit flags every trial starts from (a sweep's own flags come after and win): no progress bars
-#: and model summaries from trials that may run side by side, and no test after fit: a search
-#: chooses on the validation split (``--test_after_fit true`` for a multi-seed study's test accuracy).
-TRIAL_DEFAULTS = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-TRIAL_DEFAULTS += ["--test_after_fit", "false"]
+#: Fit options every trial starts from, off where fit has them on (a sweep's own flags come after
+#: and win): no progress bars and model summaries from trials that may run side by side, and no
+#: test after fit: a search chooses on the validation split (``--test_after_fit true`` for a
+#: multi-seed study's test accuracy). ``best.yaml`` switches them on again (report.write_best).
+TRIAL_ONLY = ("trainer.enable_progress_bar", "trainer.enable_model_summary", "test_after_fit")
+TRIAL_DEFAULTS = [arg for option in TRIAL_ONLY for arg in (f"--{option}", "false")]
 #: Trials that count towards n_trials once started: a RUNNING one may still fail and be retried.
 STARTED = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 

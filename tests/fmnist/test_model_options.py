@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fmnist import FashionCNN, FashionMNISTClassifier
 from fmnist.augment import RandomShiftFlip
 from fmnist.data import FashionMNISTDataModule
-from tests.helpers import events, run_dirs
+from tests.helpers import REPO, events, run_dirs
 
 # --- the network ------------------------------------------------------------------------------
 
@@ -254,7 +254,7 @@ def test_open_schedule_length_needs_a_bounded_run(fmnist, capsys) -> None:
 def test_the_tuned_config_trains_in_bf16_with_every_callback(fmnist) -> None:
     # configs/tuned.yaml as users run it, cut to one epoch; bfloat16 autocast on the CPU asked for, as the
     # config itself picks it only where it pays (a CPU with AMX)
-    tuned = Path(__file__).resolve().parents[1] / "configs/tuned.yaml"
+    tuned = REPO / "configs/tuned.yaml"
     assert fmnist("fit", "--config", str(tuned), "--trainer.max_epochs", "1", "--trainer.precision", "bf16-mixed") == 0
     [run] = run_dirs()
     config = yaml.safe_load((run / "config.yaml").read_text())

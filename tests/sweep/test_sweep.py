@@ -1,76 +1,21 @@
 """``python -m fmnist sweep``: trials as runs, HParams rows with state, pruning, workers, resume, errors."""
 
-import functools
-import os
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+from tensorboard.plugins.hparams import api_pb2
 
 from fmnist.sweep.space import check_against_fit, load
-from tests.helpers import events
-
-ROOT = Path(__file__).resolve().parents[1]
-#: Short trials: two epochs of 4 batches, a checkpoint and the HParams table, no other dashboards.
-FAST = {
-    "trainer": {
-        "max_epochs": 2,
-        "log_every_n_steps": 1,
-        "callbacks": [
-            {
-                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                "init_args": {"monitor": "Accuracy/val", "mode": "max"},
-            },
-            {"class_path": "callbacks.HyperparameterTable"},
-        ],
-    }
-}
-SPACE = {
-    "n_trials": 3,
-    "space": {
-        "model.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
-        "data.batch_size": {"type": "categorical", "choices": [32, 64]},
-    },
-}
-
-
-def write(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@pytest.fixture
-def fast(tmp_path: Path) -> Path:
-    return write(tmp_path / "fast.yaml", FAST)
-
-
-def study(name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///runs/{name}/study.db")
-
-
-def session(run_dir: Path) -> tuple[dict, int]:
-    """The HParams row of a run as TensorBoard reads it: hyperparameters and session status."""
-    content = events(run_dir).PluginTagToContent("hparams")
-    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
-    end = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_end_info"]).session_end_info
-    values = {
-        name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
-        for name, value in start.hparams.items()
-    }
-    return values, end.status
+from tests.helpers import REPO, environment, events
+from tests.sweep.helpers import SPACE, Server, finished, session, study, sweep_command, write
 
 
 def test_three_trials_are_runs_with_hparams_rows_and_a_best_config(
@@ -100,10 +45,15 @@ def test_three_trials_are_runs_with_hparams_rows_and_a_best_config(
     trial_config = yaml.safe_load(Path(f"runs/three/trial_{best.number}/config.yaml").read_text())
     assert config["model"] == trial_config["model"] and config["data"] == trial_config["data"]
     assert config["trainer"]["logger"]["init_args"]["name"] == "three/best"
-    # ... and fit with it alone reproduces the trial's metric
-    assert fmnist("fit", "--config", "runs/three/best.yaml") == 0
+    # ... a fit as fit runs by default (what trials switch off to stay short and quiet is on again) ...
+    assert trial_config["test_after_fit"] is False and trial_config["trainer"]["enable_progress_bar"] is False
+    assert config["test_after_fit"] is True and config["trainer"]["enable_progress_bar"] is True
+    assert config["trainer"]["enable_model_summary"] is True
+    # ... and fit with it alone reproduces the trial's metric, then tests
+    assert fmnist("fit", "--config", "runs/three/best.yaml", "--trainer.enable_progress_bar", "false") == 0
     (rerun,) = Path("runs/three/best").iterdir()
     assert events(rerun).Scalars("Accuracy/val_best")[-1].value == pytest.approx(best.value)
+    assert events(rerun).Scalars("Accuracy/test")
 
 
 def test_a_multi_seed_study_measures_each_seed_on_the_test_split(
@@ -189,27 +139,14 @@ def test_the_same_sampler_seed_samples_the_same_values_again(
     assert other != first  # the flag's seed wins over the file's
 
 
-SPACE_FILES = sorted(p for p in (ROOT / "configs").glob("*.yaml") if "space" in yaml.safe_load(p.read_text()))
+SPACE_FILES = sorted(p for p in (REPO / "configs").glob("*.yaml") if "space" in yaml.safe_load(p.read_text()))
 
 
 @pytest.mark.parametrize("path", SPACE_FILES, ids=[p.name for p in SPACE_FILES])
 def test_every_space_file_in_configs_passes_the_checks(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ROOT)  # where their commands run: configs/seeds.yaml names configs/tuned.yaml
+    monkeypatch.chdir(REPO)  # where their commands run: configs/seeds.yaml names configs/tuned.yaml
     settings, params = load(path)
     assert check_against_fit(settings["fit"], params) == "runs" and params
-
-
-def sweep_command(data_dir: Path, *args: str) -> list[str]:
-    data = ["--data.data_dir", str(data_dir), "--data.val_size", "128", "--data.download", "false"]
-    return [sys.executable, "-m", "fmnist", "sweep", *data, *args]
-
-
-def environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
-
-
-def finished(trials: list) -> list:
-    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
 
 @pytest.mark.slow  # real processes
@@ -217,7 +154,7 @@ def test_two_workers_share_one_study(data_dir: Path, fast: Path, tmp_path: Path)
     space = write(tmp_path / "two.yaml", {**SPACE, "n_trials": 4})
     done = subprocess.run(
         sweep_command(data_dir, "--space", str(space), "--workers", "2", "--config", str(fast)),
-        env=environment(),
+        env=environment(PYTHONWARNINGS="ignore"),
         capture_output=True,
         text=True,
         timeout=300,
@@ -233,7 +170,9 @@ def test_two_workers_share_one_study(data_dir: Path, fast: Path, tmp_path: Path)
 def test_a_killed_sweep_continues_to_exactly_n_trials(data_dir: Path, fast: Path, tmp_path: Path) -> None:
     space = write(tmp_path / "killed.yaml", {**SPACE, "n_trials": 2})
     command = sweep_command(data_dir, "--space", str(space), "--config", str(fast))
-    process = subprocess.Popen(command, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, env=environment(PYTHONWARNINGS="ignore"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 120
         while not list(Path("runs/killed/trial_1").glob("events.*")) and time.monotonic() < deadline:
@@ -242,7 +181,9 @@ def test_a_killed_sweep_continues_to_exactly_n_trials(data_dir: Path, fast: Path
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     trials = study("killed").trials
     assert len(finished(trials)) == 2
@@ -262,11 +203,15 @@ def test_a_trial_that_never_beat_does_not_stall_the_resumed_sweep(data_dir: Path
     then) leaves a running trial Optuna's own check never calls stale; the resumed sweep waited on it."""
     space = write(tmp_path / "orphan.yaml", {**SPACE, "n_trials": 1})
     command = sweep_command(data_dir, "--space", str(space), "--config", str(fast))
-    first = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
+    first = subprocess.run(
+        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=300
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     orphan = study("orphan").ask()  # running, and no heartbeat ever
     write(space, {**SPACE, "n_trials": 2})
-    done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     trials = study("orphan").trials
     assert trials[orphan.number].state == TrialState.FAIL
@@ -365,46 +310,17 @@ def test_a_metric_that_is_not_logged_stops_the_sweep(
     assert [t.state for t in study("m").trials] == [TrialState.FAIL]
 
 
-@contextmanager
-def postgres_server(bin_dir: Path) -> Iterator[str]:
-    """A throw-away PostgreSQL server on a free loopback port, run as user postgres; yields its URL."""
-    folder = Path(tempfile.mkdtemp(prefix="fmnist-postgres-"))
-    shutil.chown(folder, "postgres", "postgres")
-    data = folder / "data"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    run = functools.partial(subprocess.run, check=True, user="postgres", capture_output=True, timeout=120)
-    try:
-        run([bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres"])
-        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
-        run([bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", folder / "log", "-w", "start"])
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        if (data / "postmaster.pid").exists():
-            subprocess.run(
-                [bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], user="postgres", capture_output=True
-            )
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-POSTGRES = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not POSTGRES, reason="no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb); apt-get install postgresql"
-)
-@pytest.mark.skipif(os.geteuid() != 0, reason="the test starts PostgreSQL as user postgres, which needs root")
-def test_two_workers_on_a_postgresql_study(data_dir: Path, fast: Path, tmp_path: Path) -> None:
+@pytest.mark.slow  # real processes and a real database server
+def test_two_workers_on_a_postgresql_study(data_dir: Path, fast: Path, tmp_path: Path, postgres: Server) -> None:
     space = write(tmp_path / "pg.yaml", {**SPACE, "n_trials": 4})
-    with postgres_server(POSTGRES[-1].parent) as url:
-        command = sweep_command(
-            data_dir, "--space", str(space), "--workers", "2", "--config", str(fast), "--storage", url
-        )
-        done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-        trials = optuna.load_study(study_name="pg", storage=url).trials
+    command = sweep_command(
+        data_dir, "--space", str(space), "--workers", "2", "--config", str(fast), "--storage", postgres.url
+    )
+    done = subprocess.run(
+        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    trials = optuna.load_study(study_name="pg", storage=postgres.url).trials
     assert len(finished(trials)) == 4
     assert len({t.user_attrs["run_dir"] for t in finished(trials)}) == 4
     assert not Path("runs/pg/study.db").exists()

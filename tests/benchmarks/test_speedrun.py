@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.speedrun import COLUMNS
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 @pytest.mark.slow  # several fit processes

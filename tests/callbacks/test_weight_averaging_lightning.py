@@ -11,13 +11,12 @@ Lightning's Apache-2.0 licence. Every case keeps its name and its assertions; wh
 - ``RunIf`` is spelled as ``pytest.mark.skipif``; the two ddp_spawn cases on CPU are marked ``slow``.
 - Left out: ``test_swa`` (an SWA callback, which ``WeightEMA`` is not).
 
-Run: ``pytest tests/test_weight_averaging_lightning.py`` (``-m "not slow"`` skips the two-process cases).
+Run: ``pytest tests/callbacks/test_weight_averaging_lightning.py`` (``-m "not slow"`` skips the two-process cases).
 """
 
 import glob
 import os
 import sys
-from collections.abc import Iterator
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
@@ -39,18 +38,6 @@ skip_windows = pytest.mark.skipif(sys.platform == "win32", reason="ddp_spawn on 
 standalone = pytest.mark.skipif(
     os.getenv("PL_RUN_STANDALONE_TESTS") != "1", reason="runs alone, with PL_RUN_STANDALONE_TESTS=1"
 )
-
-
-@pytest.fixture(autouse=True)
-def restore_global_state() -> Iterator[None]:
-    """Lightning's conftest undoes what ``deterministic=True`` and ddp set; the rest of fmnist's suite needs that too."""
-    environ = dict(os.environ)
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    yield
-    os.environ.clear()
-    os.environ.update(environ)
-    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 class TestModel(BoringModel):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import TensorBoardServer
+from tests.helpers import REPO
+from tools.tensorboard_server import TensorBoardServer
 
 pytest.importorskip("playwright", reason="pip install playwright (the test extra)")
 BROWSER = shutil.which("chromium") or "/usr/bin/chromium"
@@ -15,7 +16,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(BROWSER).exists(), reason="no Chromium: apt-get install chromium"),
 ]
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_dashboard_renders(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

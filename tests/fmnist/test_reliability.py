@@ -1,7 +1,6 @@
 """Runs that diverge, get killed and resume, start together, or spread over processes (DDP)."""
 
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import torch
 from callbacks import DivergenceGuard, TrainingDivergedError
 from fmnist import FashionMNISTClassifier, FashionMNISTDataModule
 from fmnist.main import end_process_group
-from tests.helpers import QUIET, events, run_dirs, write_dataset
+from tests.helpers import QUIET, environment, events, run_dirs, write_dataset
 
 
 def fmnist_process(data: Path, *args: str, **popen) -> subprocess.Popen:
@@ -200,7 +199,7 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     started = time.monotonic()
     finish(
         fmnist_process(data, "--data.val_size", "300", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
-                       "--trainer.devices", "2", "--trainer.strategy", "ddp", env={**os.environ, "OMP_NUM_THREADS": "1"})
+                       "--trainer.devices", "2", "--trainer.strategy", "ddp", env=environment(OMP_NUM_THREADS="1"))
     )  # fmt: skip
     print(f"DDP fit, 2 processes, 2 epochs: {time.monotonic() - started:.1f} s")
     (run,) = run_dirs()

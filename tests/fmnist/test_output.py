@@ -14,19 +14,14 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.helpers import run_dirs
+from tests.helpers import environment, run_dirs
 
-ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1", "--data.val_size", "128"]
 
 
 def command(data_dir: Path, subcommand: str, *args: str) -> list[str]:
     data = ["--data.data_dir", str(data_dir), "--data.download", "false"]
     return [sys.executable, "-m", "fmnist", subcommand, *data, *args]
-
-
-def environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def run_to_pipe(args: list[str]) -> tuple[int, str]:

@@ -24,7 +24,7 @@ import yaml
 from callbacks import AtomicCheckpointIO, CheckpointWriteError
 from fmnist.diskfull import disk_full_message
 from fmnist.main import main
-from tests.helpers import QUIET, events
+from tests.helpers import QUIET, environment, events
 
 RUN = "fashion_mnist_lr_0.001_bs_64/version_0"  # the default run name of the synthetic fits
 
@@ -116,7 +116,7 @@ def test_a_full_disk_under_the_event_file_names_it(data_dir: Path, small_disk) -
     data = ["--data.data_dir", str(data_dir), "--data.val_size", "128", "--data.download", "false", *QUIET]
     done = subprocess.run(
         [sys.executable, "-m", "fmnist", "fit", *data, "--trainer.logger.init_args.save_dir", str(disk / "runs")],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env=environment(),
         capture_output=True,
         text=True,
         timeout=300,

@@ -12,9 +12,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.helpers import events, run_dirs, write_dataset
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, events, run_dirs, write_dataset
 
 
 def kernel(tmp_path: Path, data: Path) -> Path:

@@ -11,9 +11,8 @@ import yaml
 
 from fmnist import CLASS_NAMES, cli
 from fmnist.main import main
-from tests.helpers import events, run_dirs
+from tests.helpers import REPO, events, run_dirs
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN_TAGS = {"Loss/train", "Accuracy/train", "Loss/val", "Accuracy/val"}
 TEST_TAGS = {"Loss/test", "Accuracy/test"}
 
@@ -113,7 +112,7 @@ def test_packaged_defaults_are_configs_default_yaml() -> None:
 FIT_CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*.yaml") if "space" not in yaml.safe_load(p.read_text()))
 
 
-@pytest.mark.parametrize("config", FIT_CONFIGS)  # sweep space files: tests/test_sweep.py
+@pytest.mark.parametrize("config", FIT_CONFIGS)  # sweep space files: tests/sweep/test_sweep.py
 def test_every_config_parses(config: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit:
         main(["fit", "--config", str(REPO / "configs" / config), "--print_config"])

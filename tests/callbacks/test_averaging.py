@@ -4,9 +4,7 @@ Lightning's own weight-averaging tests, run on ``WeightEMA``, are in ``test_weig
 """
 
 import itertools
-import os
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,17 +113,8 @@ def test_bad_options_are_refused(options: dict[str, float], message: str) -> Non
         WeightEMA(**options)
 
 
-@pytest.fixture
-def environ() -> Iterator[None]:
-    """ddp_spawn leaves MASTER_ADDR, MASTER_PORT and the like in the environment; later tests should not see them."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
 @pytest.mark.slow  # two processes, each starting torch
-def test_ddp_spawn_fit_returns_and_checkpoints_the_average(tmp_path: Path, environ: None) -> None:
+def test_ddp_spawn_fit_returns_and_checkpoints_the_average(tmp_path: Path) -> None:
     model, checkpoint = BoringModel(), ModelCheckpoint(dirpath=tmp_path / "checkpoints")
     trainer = Trainer(
         strategy="ddp_spawn",

@@ -13,7 +13,7 @@ kept; what changed is only what the swap needs:
   "Force data to be written", writes nothing without a metric and the folders they list stay
   absent (named version) or are never claimed (no name).
 
-Run with ``pytest tests/test_logger_lightning.py``.
+Run with ``pytest tests/fmnist/test_logger_lightning.py``.
 """
 
 # Copyright The Lightning AI team.

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from fmnist.sweep.trust import SEED_VALUES
 from tests.helpers import events
-from tests.test_sweep import FAST, SPACE, session, study, write
+from tests.sweep.helpers import FAST, SPACE, session, study, write
 
 
 def test_two_repeats_make_a_trial_the_mean_of_two_seeds_and_print_the_noise_floor(

@@ -2,7 +2,6 @@
 
 import csv
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +14,8 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 import callbacks
 from fmnist import FashionMNISTClassifier
-from tests.foreign import ColourShapes, TinyRGBNet, train
-from tests.helpers import QUIET, events, run_dirs, write_dataset
+from tests.callbacks.foreign import ColourShapes, TinyRGBNet, train
+from tests.helpers import QUIET, environment, events, run_dirs, write_dataset
 
 TAGS = ("Time/epoch_s", "Throughput/images_per_s", "Throughput/flops_per_s")
 
@@ -108,7 +107,7 @@ def test_ddp_writes_once_and_counts_every_process(tmp_path: Path) -> None:
                "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
                "--test_after_fit", "false", *QUIET]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+                          env=environment(OMP_NUM_THREADS="1"))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = run_dirs(tmp_path / "runs")
     board = events(run)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import callbacks
-from tests.foreign import NAMES, TinyRGBNet, train
+from tests.callbacks.foreign import NAMES, TinyRGBNet, train
 from tests.helpers import events, run_dirs
 
 

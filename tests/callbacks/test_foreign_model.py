@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 import callbacks
 from callbacks.render import captioned_grid, confusion_matrix_image, prediction_captions, to_unit_range
 from callbacks.sampling import fixed_sample
-from tests.foreign import HIDDEN, NAMES, VAL_IMAGES, ColourShapes, TinyRGBNet, train
+from tests.callbacks.foreign import HIDDEN, NAMES, VAL_IMAGES, ColourShapes, TinyRGBNet, train
 from tests.helpers import events, run_dirs
 
 

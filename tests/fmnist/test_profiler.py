@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from fmnist.profiler import PART_ORDER, StepTimer
-from tests.helpers import TensorBoardServer, events, fit_in, write_dataset
+from tests.helpers import REPO, events, fit_in, write_dataset
+from tools.tensorboard_server import TensorBoardServer
 
-REPO = Path(__file__).resolve().parents[1]
 BREAKDOWN = {f"Profiler/{part}_ms" for part in PART_ORDER} | {"Profiler/step_ms"}
 
 
@@ -41,10 +41,17 @@ def test_profiled_fit_writes_traces_and_summary(run: Path) -> None:
     steps = json.loads(next(t for t in traces if "training_step" in t.name).read_text())["traceEvents"]
     recorded = {e["name"] for e in steps if e.get("name", "").startswith("ProfilerStep#")}
     assert 3 <= len(recorded) <= 4, "3 active steps (and the warm-up's), not all 16 of the epoch"
+    for stage, hook in (("training_step", "run_training_batch"), ("validation_step", "Strategy.validation_step")):
+        (trace,) = (t for t in traces if stage in t.name)
+        names = {event.get("name", "") for event in json.loads(trace.read_text())["traceEvents"]}
+        assert any(name.startswith("[pl][profile]") and hook in name for name in names), f"{hook} in the {stage} trace"
 
+    # the summary is the top row_limit (20) rows by CPU time: which rows make it depends on the machine's
+    # load, so only its shape is asserted, not its rows
     table = (run / "fit-profile.txt").read_text()
-    assert "Self CPU" in table and "aten::" in table
-    assert "run_training_batch" in table and "Strategy.validati" in table, "the summary covers both stages"
+    assert "Self CPU" in table and "aten::" in table and "Self CPU time total:" in table
+    rows = [line for line in table.splitlines() if line.strip() and not line.startswith(("-", "Name", "Self CPU"))]
+    assert 1 <= len(rows) <= 20, rows
     (text,) = events(run).Tensors("Profiler/fit/text_summary")
     assert b"aten::" in text.tensor_proto.string_val[0]
 

@@ -4,16 +4,15 @@ import io
 import math
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from fmnist import CLASS_NAMES
-from tests.helpers import TensorBoardServer, fit_in, write_dataset
+from tests.helpers import REPO, fit_in, write_dataset
+from tools.tensorboard_server import TensorBoardServer
 
-REPO = Path(__file__).resolve().parents[1]
 RUN = "fashion_mnist_lr_0.001_bs_32/version_0"
 EPOCHS = 2
 VAL_IMAGES = 160

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.helpers import events
-from tests.test_sweep import FAST, study, write
+from tests.sweep.helpers import FAST, study, write
 
 #: Only the learning rate matters: ``trainer.log_every_n_steps`` changes how often scalars are logged, not the result.
 LR_MATTERS = {

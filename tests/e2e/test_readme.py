@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import events, run_dirs
+from tests.helpers import REPO, events, run_dirs
 
-REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 RESULTS = REPO / "docs" / "results.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -91,7 +90,7 @@ def fit_options(words: list[str]) -> list[str] | None:
     words = iter(words)
     for word in words:
         if word == "--ckpt_path":
-            next(words)  # best, last or a file: needs a run, and tests/test_cli.py runs those
+            next(words)  # best, last or a file: needs a run, and tests/fmnist/test_cli.py runs those
             continue
         if word == "--print_config":
             continue

@@ -1,0 +1,1 @@
+"""Tools beside the package that its tests and ``docs/`` scripts share."""
