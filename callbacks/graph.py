@@ -16,9 +16,9 @@ from callbacks.sampling import evaluating
 from callbacks.tensorboard import find_tensorboard
 
 #: Graphs traced in this process, by what their trace depends on (:func:`~callbacks.contract.structure`), the latest last.
-#: Each trace takes a fraction of a second and keeps about 0.35 MB of TorchScript memory for the rest of
-#: the process (pytorch/pytorch#35600; ``add_graph`` traces three times, its check included), which a
-#: sweep's worker paid for every trial of the same network: 1 GB over 1,000 trials.
+#: Each trace takes a fraction of a second and keeps some TorchScript memory for the rest of the process
+#: (pytorch/pytorch#35600; ``add_graph`` traces three times, its check included), which a sweep's worker
+#: paid for every trial of the same network (fmnist's docs/results.md, "A worker's memory").
 _TRACED: "OrderedDict[tuple, Any]" = OrderedDict()
 #: Networks whose graphs are kept; a few kilobytes each.
 MAX_TRACED = 16
