@@ -1,16 +1,18 @@
 """``repeats``: each sampled configuration trained with k seeds, through the real ``python -m fmnist sweep``."""
 
 import statistics
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
 
 from fmnist.sweep.trust import SEED_VALUES
-from tests.helpers import events
-from tests.sweep.helpers import FAST, SPACE, session, study, write
+from tests.helpers import environment, events
+from tests.sweep.helpers import FAST, SPACE, Server, session, study, sweep_command, write
 
 
 def test_two_repeats_make_a_trial_the_mean_of_two_seeds_and_print_the_noise_floor(
@@ -80,3 +82,39 @@ def test_repeats_with_a_searched_seed_is_one_error_line(
         " a space that searches seed_everything runs with repeats: 1"
     )
     assert not Path("runs").exists()
+
+
+def test_a_resumed_study_counts_the_seeds_of_every_earlier_trial(
+    fmnist: Callable[..., int], fast: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    space = write(tmp_path / "again.yaml", {**SPACE, "n_trials": 1, "pruner": "none", "repeats": 2})
+    assert fmnist("sweep", "--space", str(space), "--config", str(fast)) == 0
+    assert "2 runs of 1 configuration" in capsys.readouterr().out
+    # the same command with more trials resumes the study: the noise floor pools the old trial's seeds too
+    assert fmnist("sweep", "--space", str(space), "--config", str(fast), "--n_trials", "2") == 0
+    out = capsys.readouterr().out
+    assert "study again: 2 of 2 trials finished" in out
+    assert "(std between seeds of one configuration; 4 runs of 2 configurations)" in out
+    assert all(len(t.user_attrs[SEED_VALUES]) == 2 for t in study("again").trials)
+
+
+@pytest.mark.slow  # real processes and a real database server
+def test_repeats_with_two_workers_on_postgresql(data_dir: Path, fast: Path, tmp_path: Path, postgres: Server) -> None:
+    space = write(tmp_path / "pgr.yaml", {**SPACE, "n_trials": 3, "pruner": "none", "repeats": 2})
+    command = sweep_command(
+        data_dir, "--space", str(space), "--workers", "2", "--config", str(fast), "--storage", postgres.url
+    )
+    done = subprocess.run(
+        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    trials = optuna.load_study(study_name="pgr", storage=postgres.url).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    for trial in trials:  # each seed's value in the shared study, the trial's value their mean
+        seeds = [values[0] for values in trial.user_attrs[SEED_VALUES]]
+        assert len(seeds) == 2 and trial.value == pytest.approx(statistics.fmean(seeds))
+        assert {p.name for p in Path(f"runs/pgr/trial_{trial.number}").iterdir() if p.is_dir()} == {
+            "seed_42",
+            "seed_43",
+        }
+    assert "(std between seeds of one configuration; 6 runs of 3 configurations)" in done.stdout
