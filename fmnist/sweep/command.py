@@ -22,7 +22,7 @@ import torch
 
 from fmnist.diskfull import threads_quiet_when_disk_full
 from fmnist.errors import InputError
-from fmnist.exits import ERROR_LINE, end
+from fmnist.exits import ERROR_LINE, end, explain
 from fmnist.quiet import quiet_lightning, quiet_sweep_trials
 from fmnist.sweep import report
 from fmnist.sweep.settings import DEFAULT_TRIALS, Settings, add_flags, default_storage
@@ -126,8 +126,9 @@ def _quiet_trials(verbose: bool) -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
-def _worker(config: Sweep, threads: int, number: int, held: Any) -> None:
-    """A ``--workers`` process: its share of the cores, and errors printed like ``main`` prints them."""
+def _worker(config: Sweep, threads: int, number: int, held: Any, told: Any) -> None:
+    """A ``--workers`` process: its share of the cores, and errors printed like ``main`` prints them,
+    by the first worker to end on one (``told``): the sweep ends with one line, not one per worker."""
     torch.set_num_threads(threads)
     quiet_lightning()
     _quiet()
@@ -137,4 +138,9 @@ def _worker(config: Sweep, threads: int, number: int, held: Any) -> None:
     except DatabaseLost:
         raise SystemExit(LOST) from None  # the sweep waits for the database and starts this worker again
     except Exception as err:  # the line and the status main gives it
-        end(err, "sweep")
+        explained = explain(err, "sweep")
+        with told.get_lock():
+            first, told.value = not told.value, True
+        if first or explained is None:  # a bug keeps its traceback
+            end(err, "sweep")
+        raise SystemExit(explained[1]) from None

@@ -130,7 +130,9 @@ def _objective(trial: optuna.Trial, config: Sweep, storage: SweepStorage, held: 
 def supervise(config: Sweep, target: Callable[..., None]) -> list[int]:
     """Runs the sweep's workers to their end, each started again after it lost the database.
 
-    One worker runs in this process; more run as processes, ``target(config, threads, number, held)``.
+    One worker runs in this process; more run as processes, ``target(config, threads, number, held, told)``,
+    where ``told`` is a flag the workers share: set by the first that prints an error line, so that
+    the others, failing the same way (a full disk), end with their status and print nothing.
     Returns the processes' exit statuses (none for one worker).
 
     Raises:
@@ -158,13 +160,14 @@ def _supervise_processes(
 ) -> list[int]:
     threads = max(1, _cores() // config.settings.workers)
     helds = {number: context.RawValue("i", -1) for number in range(1, config.settings.workers + 1)}
+    told = context.Value("b", False)
     running: dict[int, tuple[multiprocessing.process.BaseProcess, float]] = {}  # number: process, its start
     codes = []
     try:
         while helds:  # the workers that have not ended for good
             for number in [n for n in helds if n not in running]:
                 helds[number].value = -1
-                process = context.Process(target=target, args=(config, threads, number, helds[number]))
+                process = context.Process(target=target, args=(config, threads, number, helds[number], told))
                 process.start()
                 running[number] = process, time.monotonic()
             multiprocessing.connection.wait([process.sentinel for process, _ in running.values()])

@@ -157,6 +157,27 @@ def test_a_full_disk_ends_a_sweep_with_one_line(fmnist, small_disk, tmp_path: Pa
         assert_whole_checkpoints(disk / "space" / trial / "checkpoints")
 
 
+@pytest.mark.slow  # mounts a file system; real worker processes
+def test_a_full_disk_ends_a_sweep_of_two_workers_with_one_line(data_dir: Path, small_disk, tmp_path: Path) -> None:
+    disk = small_disk("9m")  # both workers' trials write checkpoints there until it is full
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        yaml.safe_dump({"n_trials": 6, "space": {"model.lr": {"type": "float", "low": 1e-3, "high": 1e-2}}})
+    )
+    data = ["--data.data_dir", str(data_dir), "--data.val_size", "128", "--data.download", "false"]
+    done = subprocess.run(
+        [sys.executable, "-m", "fmnist", "sweep", "--space", str(space), "--workers", "2", *data,
+         "--trainer.max_epochs", "1", "--trainer.logger.init_args.save_dir", str(disk),
+         "--storage", f"sqlite:///{tmp_path / 'study.db'}"],
+        env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    line = error_line(done.stderr)  # one line for the sweep, whichever worker found the disk full first
+    assert line.startswith(f"fmnist: error: no space left on device writing {disk}/space/trial_"), line
+    for folder in (disk / "space").glob("trial_*/checkpoints"):
+        assert_whole_checkpoints(folder)
+
+
 @pytest.mark.slow  # mounts a file system
 def test_a_full_study_database_ends_the_sweep_with_one_line_and_it_resumes(
     fmnist, small_disk, tmp_path, capsys
