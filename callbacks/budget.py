@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Timer
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
@@ -55,17 +55,20 @@ class TimeBudget(Callback):
     again. Under DDP, rank zero's measurement decides for every process.
 
     Args:
-        minutes: the time ``fit`` may take, from its start (this callback's ``setup``) to its end.
+        minutes: the time ``fit`` may take, from its start (this callback's ``setup``) to its end; ``None``:
+            the trainer's ``max_time`` (what its ``Timer`` has left when fit starts), so that one number
+            sets both the plan and the hard stop.
         probe_steps: training steps timed before the epochs are chosen, after two untimed ones.
         margin: the share of the budget left for what the forecast does not see.
 
     Example::
 
         trainer = Trainer(max_epochs=20, max_time="00:00:15:00", callbacks=[TimeBudget(minutes=14)])
+        trainer = Trainer(max_epochs=20, max_time="00:00:02:00", callbacks=[TimeBudget()])  # 2 minutes
     """
 
-    def __init__(self, minutes: float, probe_steps: int = 10, margin: float = 0.1) -> None:
-        if not minutes > 0:
+    def __init__(self, minutes: float | None = None, probe_steps: int = 10, margin: float = 0.1) -> None:
+        if minutes is not None and not minutes > 0:
             raise MisconfigurationException(f"TimeBudget: minutes must be above 0, got {minutes:g}")
         if probe_steps < 1:
             raise MisconfigurationException(f"TimeBudget: probe_steps must be at least 1, got {probe_steps}")
@@ -74,6 +77,7 @@ class TimeBudget(Callback):
                 f"TimeBudget: margin must be from 0 up to (not including) 1, got {margin:g}"
             )
         self.minutes, self.probe_steps, self.margin = minutes, probe_steps, margin
+        self.budget = minutes  #: the budget in minutes: ``minutes``, or what ``max_time`` leaves when fit starts
         self.epochs: int | None = None  #: the epochs chosen; None before they are, or when they cannot be
         self.epoch_seconds: float | None = None  #: the forecast of an epoch, its validation included
         self.paces: list[float] = []  #: the forecast, then each epoch's real seconds
@@ -88,6 +92,7 @@ class TimeBudget(Callback):
             self._start, self._active, self._resumed, self._told = time.monotonic(), True, False, False
             self._most = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs > 0 else math.inf
             self.epochs, self.epoch_seconds, self.paces, self._marks, self._val_seconds = None, None, [], [], []
+            self.budget = self.minutes if self.minutes is not None else _time_left(trainer)
 
     @override
     def on_load_checkpoint(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict) -> None:
@@ -174,12 +179,12 @@ class TimeBudget(Callback):
         epoch_s = batches * step_s + validation_s
         spent = self._marks[-1] - self._start + (batches - done) * step_s + validation_s  # to the first epoch's end
         this = trainer.current_epoch + 1  # the epochs trained at the end of this one
-        fitting = this + math.floor((self.minutes * 60 * (1 - self.margin) - spent) / epoch_s)
+        fitting = this + math.floor((self.budget * 60 * (1 - self.margin) - spent) / epoch_s)
         configured = self._most if self._most < math.inf else None
         epochs = int(max(this, min(fitting, self._most)))
         if fitting < this:
             rank_zero_warn(
-                f"TimeBudget: one epoch is forecast at {epoch_s / 60:.1f} min, more than the {self.minutes:g} min"
+                f"TimeBudget: one epoch is forecast at {epoch_s / 60:.1f} min, more than the {self.budget:.3g} min"
                 " budget leaves for training; training one epoch, which trainer.max_time may cut"
             )
         untimed = val_batches and not val_steps
@@ -187,14 +192,14 @@ class TimeBudget(Callback):
         line = (
             f"TimeBudget: {_seconds(step_s)} a training step x {batches} steps + {validation}"
             f" = {_seconds(epoch_s)} an epoch -> {epochs}{f' of {configured}' if configured else ''} epochs,"
-            f" {(spent + (epochs - 1) * epoch_s) / 60:.1f} min forecast of the {self.minutes:g} min budget"
+            f" {(spent + (epochs - 1) * epoch_s) / 60:.1f} min forecast of the {self.budget:.3g} min budget"
         )
         return epochs, epoch_s, line
 
     def _replan(self, trainer: "pl.Trainer", elapsed: float) -> tuple[int, str] | None:
         """The epochs to train at the last two epochs' pace, when they change, and the line that says so."""
         done, planned = trainer.current_epoch, trainer.max_epochs
-        epochs = replan(planned, done, elapsed, self.paces, self.minutes * 60, self.margin, self._most)
+        epochs = replan(planned, done, elapsed, self.paces, self.budget * 60, self.margin, self._most)
         if epochs == planned:
             return None
         pace, change = (min(self.paces[-2:]), "compressed") if epochs < planned else (max(self.paces[-2:]), "stretched")
@@ -202,7 +207,7 @@ class TimeBudget(Callback):
         return epochs, (
             f"TimeBudget: epoch {done} took {_seconds(self.paces[-1])}, forecast {_seconds(self.epoch_seconds)};"
             f" training {epochs} epochs, not {planned}{rest}:"
-            f" {(elapsed + (epochs - done) * pace) / 60:.1f} min forecast of the {self.minutes:g} min budget"
+            f" {(elapsed + (epochs - done) * pace) / 60:.1f} min forecast of the {self.budget:.3g} min budget"
         )
 
     def _apply(self, trainer: "pl.Trainer", epochs: int) -> None:
@@ -273,3 +278,12 @@ def _seconds(seconds: float) -> str:
     ('0.412 s', '9.06 s', '266 s')
     """
     return f"{seconds:.3g} s" if seconds < 100 else f"{seconds:.0f} s"
+
+
+def _time_left(trainer: "pl.Trainer") -> float:
+    """Minutes the trainer's ``max_time`` leaves for training, from its ``Timer`` callback."""
+    timer = next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
+    left = timer.time_remaining() if timer is not None else None
+    if left is None:
+        raise MisconfigurationException("TimeBudget: give it minutes, or give the trainer a max_time")
+    return left / 60

@@ -130,6 +130,23 @@ def test_the_budget_never_raises_max_epochs_and_prints_one_line(data_dir: Path, 
     assert " steps + validation not timed (no sanity check) = " in budget_lines(printed)[-1]
 
 
+def test_without_minutes_the_budget_is_the_trainers_max_time(data_dir: Path, printed) -> None:
+    budget = TimeBudget(probe_steps=2)
+    trainer, _ = fit(data_dir, budget, max_epochs=2, max_time="00:00:30:00")
+    assert budget.budget == pytest.approx(30, abs=0.01) and budget.epochs == 2 and trainer.current_epoch == 2
+    assert budget_lines(printed)[-1].endswith(" of the 30 min budget")
+    # the same slow steps get fewer epochs in a short max_time, one number for the plan and the hard stop
+    short = TimeBudget(probe_steps=3, margin=0.5)
+    trainer, seconds = fit(data_dir, short, 10, Sleep(0.25, lambda epoch: True), max_time={"seconds": 9})
+    assert short.budget == pytest.approx(0.15, abs=0.01) and 1 <= short.epochs < 10
+    assert trainer.current_epoch == short.epochs and seconds < 9
+
+
+def test_without_minutes_or_max_time_the_budget_says_what_it_needs(data_dir: Path) -> None:
+    with pytest.raises(MisconfigurationException, match="TimeBudget: give it minutes, or give the trainer a max_time"):
+        fit(data_dir, TimeBudget(probe_steps=2), max_epochs=1)
+
+
 def test_timing_leaves_the_run_as_it_would_be_without_it(data_dir: Path) -> None:
     with_budget, _ = fit(data_dir, TimeBudget(minutes=60, probe_steps=2), max_epochs=1)
     without, _ = fit(data_dir, pl.Callback(), max_epochs=1)
