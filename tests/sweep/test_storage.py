@@ -108,9 +108,15 @@ def test_a_database_crash_in_the_middle_of_a_sweep_is_waited_out(
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     # the trials in flight count as killed: failed, and their values ran again
     lost = [t for t in trials if t.state == TrialState.FAIL and t.datetime_start < stopped]
-    # each ran again to its end (a retry lost in turn is retried again, so match the values, not the chain)
+    # each ran again to its end: a retry names the first trial of its chain (a retry lost in turn is retried
+    # again), and has the lost trial's values; a trial asked for just as the database went has none yet
+    # (it never began), and its retry samples them
     again = [f for f in finished(trials) if f.system_attrs.get("failed_trial") is not None]
-    assert lost and all(any(f.params == t.params for f in again) for t in lost), [(t.number, t.state) for t in trials]
+    states = [(t.number, t.state, t.params, t.system_attrs.get("failed_trial")) for t in trials]
+    assert lost, states
+    for t in lost:
+        retries = [f for f in again if f.system_attrs["failed_trial"] == t.system_attrs.get("failed_trial", t.number)]
+        assert retries and all(f.params == t.params for f in retries if t.params), states
     assert f"{n_trials} of {n_trials} trials finished" in out
 
 
