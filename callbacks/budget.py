@@ -86,13 +86,23 @@ class TimeBudget(Callback):
         self._val_seconds: list[float] = []  # the sanity check's validation steps
         self._active, self._resumed, self._told, self._most = False, False, False, math.inf
 
+    def minutes_for(self, trainer: "pl.Trainer") -> float:
+        """The budget on ``trainer``: ``minutes``, or what its ``max_time`` leaves for training (its ``Timer``)."""
+        if self.minutes is not None:
+            return self.minutes
+        timer = next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
+        left = timer.time_remaining() if timer is not None else None
+        if left is None:
+            raise MisconfigurationException("TimeBudget: give it minutes, or give the trainer a max_time")
+        return left / 60
+
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         if stage == "fit":
             self._start, self._active, self._resumed, self._told = time.monotonic(), True, False, False
             self._most = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs > 0 else math.inf
             self.epochs, self.epoch_seconds, self.paces, self._marks, self._val_seconds = None, None, [], [], []
-            self.budget = self.minutes if self.minutes is not None else _time_left(trainer)
+            self.budget = self.minutes_for(trainer)
 
     @override
     def on_load_checkpoint(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict) -> None:
@@ -278,12 +288,3 @@ def _seconds(seconds: float) -> str:
     ('0.412 s', '9.06 s', '266 s')
     """
     return f"{seconds:.3g} s" if seconds < 100 else f"{seconds:.0f} s"
-
-
-def _time_left(trainer: "pl.Trainer") -> float:
-    """Minutes the trainer's ``max_time`` leaves for training, from its ``Timer`` callback."""
-    timer = next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
-    left = timer.time_remaining() if timer is not None else None
-    if left is None:
-        raise MisconfigurationException("TimeBudget: give it minutes, or give the trainer a max_time")
-    return left / 60

@@ -29,7 +29,7 @@ def first_line(trainer: "pl.Trainer", subcommand: str, ckpt_path: str | None, se
     what = f"{epochs} epoch{'s' * (epochs != 1)}" if subcommand == "fit" and epochs and epochs > 0 else "the model"
     budget = next((c for c in trainer.callbacks if isinstance(c, TimeBudget)), None)
     if subcommand == "fit" and budget is not None:  # it chooses the epochs once fit has begun
-        what = f"up to {what} in {budget.minutes:g} min (TimeBudget)"
+        what = f"up to {what} in {budget.minutes_for(trainer):.3g} min (TimeBudget)"
     source = f" from {shown(ckpt_path)}" if ckpt_path else ""
     folder = f"; run folder {shown(trainer.log_dir)}" if trainer.log_dir else ""
     return (

@@ -213,11 +213,16 @@ def test_a_schedule_not_on_progress_keeps_its_length_and_the_budget_says_so_once
     assert trainer.lr_scheduler_configs[0].scheduler.total_steps == 10 * STEPS_PER_EPOCH, "made for 10 epochs"
 
 
-def test_the_first_line_says_that_the_budget_chooses_the_epochs(fmnist, capsys) -> None:
-    budget = ["--trainer.callbacks+=callbacks.TimeBudget", "--trainer.callbacks.minutes", "5"]
-    assert fmnist("fit", "--trainer.max_epochs", "1", *budget, "--test_after_fit", "false") == 0
+@pytest.mark.parametrize(
+    ("budget", "minutes"),
+    [(["--trainer.callbacks.minutes", "5"], "5"), (["--trainer.max_time", "00:00:02:30"], "2.5")],
+    ids=["minutes", "max_time"],
+)
+def test_the_first_line_says_that_the_budget_chooses_the_epochs(fmnist, capsys, budget, minutes) -> None:
+    args = ["--trainer.callbacks+=callbacks.TimeBudget", *budget]
+    assert fmnist("fit", "--trainer.max_epochs", "1", *args, "--test_after_fit", "false") == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith("fmnist fit: up to 1 epoch in 5 min (TimeBudget), seed 42, on 1 cpu"), first
+    assert first.startswith(f"fmnist fit: up to 1 epoch in {minutes} min (TimeBudget), seed 42, on 1 cpu"), first
 
 
 # --- the one-cycle schedule on progress -------------------------------------------------------
