@@ -138,9 +138,9 @@ def _worker(config: Sweep, threads: int, number: int, held: Any, told: Any) -> N
     except DatabaseLost:
         raise SystemExit(LOST) from None  # the sweep waits for the database and starts this worker again
     except Exception as err:  # the line and the status main gives it
-        explained = explain(err, "sweep")
         with told.get_lock():
             first, told.value = not told.value, True
-        if first or explained is None:  # a bug keeps its traceback
+        explained = None if first else explain(err, "sweep")
+        if explained is None:  # the first worker's line, or a bug's traceback
             end(err, "sweep")
         raise SystemExit(explained[1]) from None

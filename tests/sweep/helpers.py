@@ -19,7 +19,7 @@ import yaml
 from optuna.trial import TrialState
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.helpers import events
+from tests.helpers import environment, events
 
 #: Short trials: two epochs of 4 batches, a checkpoint and the HParams table, no other dashboards.
 FAST = {
@@ -71,6 +71,13 @@ def session(run_dir: Path) -> tuple[dict, int]:
 def sweep_command(data_dir: Path, *args: str) -> list[str]:
     data = ["--data.data_dir", str(data_dir), "--data.val_size", "128", "--data.download", "false"]
     return [sys.executable, "-m", "fmnist", "sweep", *data, *args]
+
+
+def run_sweep(command: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """A real ``python -m fmnist sweep`` process to its end; its output as text (Python's warnings off)."""
+    return subprocess.run(
+        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def finished(trials: list) -> list:

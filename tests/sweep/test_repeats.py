@@ -1,7 +1,6 @@
 """``repeats``: each sampled configuration trained with k seeds, through the real ``python -m fmnist sweep``."""
 
 import statistics
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,8 +10,8 @@ import yaml
 from optuna.trial import TrialState
 
 from fmnist.sweep.trust import SEED_VALUES
-from tests.helpers import environment, events
-from tests.sweep.helpers import FAST, SPACE, Server, session, study, sweep_command, write
+from tests.helpers import events
+from tests.sweep.helpers import FAST, SPACE, Server, run_sweep, session, study, sweep_command, write
 
 
 def test_two_repeats_make_a_trial_the_mean_of_two_seeds_and_print_the_noise_floor(
@@ -104,9 +103,7 @@ def test_repeats_with_two_workers_on_postgresql(data_dir: Path, fast: Path, tmp_
     command = sweep_command(
         data_dir, "--space", str(space), "--workers", "2", "--config", str(fast), "--storage", postgres.url
     )
-    done = subprocess.run(
-        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=600
-    )
+    done = run_sweep(command)
     assert done.returncode == 0, done.stderr[-2000:]
     trials = optuna.load_study(study_name="pgr", storage=postgres.url).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3

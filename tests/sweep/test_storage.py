@@ -14,7 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.helpers import environment
-from tests.sweep.helpers import PASSWORD, SPACE, Server, finished, sweep_command, write
+from tests.sweep.helpers import PASSWORD, SPACE, Server, finished, run_sweep, sweep_command, write
 
 pytestmark = pytest.mark.slow  # real processes and a real database server
 
@@ -38,9 +38,7 @@ def test_optuna_reads_the_study_with_the_same_url_and_the_password_is_shown_nowh
 ) -> None:
     space = write(tmp_path / "pg.yaml", {**SPACE, "n_trials": 2})
     command = sweep_command(data_dir, "--space", str(space), "--config", str(fast), "--storage", postgres.url)
-    done = subprocess.run(
-        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=300
-    )
+    done = run_sweep(command, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     # the URL as the user gave it, in Optuna's own API and its command-line tool (SQLAlchemy's default
     # driver for postgresql://, psycopg 3)
@@ -74,9 +72,7 @@ def test_optuna_reads_the_study_with_the_same_url_and_the_password_is_shown_nowh
         assert PASSWORD.encode() not in path.read_bytes(), path
     # nor does the error line of a wrong password
     wrong = postgres.url.replace(PASSWORD, PASSWORD[::-1])
-    refused = subprocess.run(
-        [*command[:-1], wrong], env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=120
-    )
+    refused = run_sweep([*command[:-1], wrong], timeout=120)
     assert refused.returncode == 2
     (line,) = refused.stderr.strip().splitlines()
     assert line.startswith(f"fmnist: error: --storage {postgres.shown}: cannot open it"), line
@@ -140,9 +136,7 @@ def test_a_database_gone_for_good_is_one_error_line_and_the_same_command_resumes
     assert line.startswith(f"fmnist: error: --storage {postgres.shown}: still unreachable after 5 s"), line
     assert "run the same command again to resume" in line
     postgres.start()
-    done = subprocess.run(
-        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=300
-    )
+    done = run_sweep(command, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = optuna.load_study(study_name="gone", storage=postgres.url).trials
     assert len(finished(trials)) == 3 and not [t for t in trials if t.state == TrialState.RUNNING]

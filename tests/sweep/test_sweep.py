@@ -15,7 +15,7 @@ from tensorboard.plugins.hparams import api_pb2
 
 from fmnist.sweep.space import check_against_fit, load
 from tests.helpers import REPO, environment, events
-from tests.sweep.helpers import SPACE, Server, finished, session, study, sweep_command, write
+from tests.sweep.helpers import SPACE, Server, finished, run_sweep, session, study, sweep_command, write
 
 
 def test_three_trials_are_runs_with_hparams_rows_and_a_best_config(
@@ -152,12 +152,8 @@ def test_every_space_file_in_configs_passes_the_checks(path: Path, monkeypatch: 
 @pytest.mark.slow  # real processes
 def test_two_workers_share_one_study(data_dir: Path, fast: Path, tmp_path: Path) -> None:
     space = write(tmp_path / "two.yaml", {**SPACE, "n_trials": 4})
-    done = subprocess.run(
-        sweep_command(data_dir, "--space", str(space), "--workers", "2", "--config", str(fast)),
-        env=environment(PYTHONWARNINGS="ignore"),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = run_sweep(
+        sweep_command(data_dir, "--space", str(space), "--workers", "2", "--config", str(fast)), timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
     trials = study("two").trials
@@ -181,9 +177,7 @@ def test_a_killed_sweep_continues_to_exactly_n_trials(data_dir: Path, fast: Path
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    done = subprocess.run(
-        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=300
-    )
+    done = run_sweep(command, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     trials = study("killed").trials
     assert len(finished(trials)) == 2
@@ -203,15 +197,11 @@ def test_a_trial_that_never_beat_does_not_stall_the_resumed_sweep(data_dir: Path
     then) leaves a running trial Optuna's own check never calls stale; the resumed sweep waited on it."""
     space = write(tmp_path / "orphan.yaml", {**SPACE, "n_trials": 1})
     command = sweep_command(data_dir, "--space", str(space), "--config", str(fast))
-    first = subprocess.run(
-        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=300
-    )
+    first = run_sweep(command, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     orphan = study("orphan").ask()  # running, and no heartbeat ever
     write(space, {**SPACE, "n_trials": 2})
-    done = subprocess.run(
-        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=300
-    )
+    done = run_sweep(command, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     trials = study("orphan").trials
     assert trials[orphan.number].state == TrialState.FAIL
@@ -316,9 +306,7 @@ def test_two_workers_on_a_postgresql_study(data_dir: Path, fast: Path, tmp_path:
     command = sweep_command(
         data_dir, "--space", str(space), "--workers", "2", "--config", str(fast), "--storage", postgres.url
     )
-    done = subprocess.run(
-        command, env=environment(PYTHONWARNINGS="ignore"), capture_output=True, text=True, timeout=600
-    )
+    done = run_sweep(command)
     assert done.returncode == 0, done.stderr[-2000:]
     trials = optuna.load_study(study_name="pg", storage=postgres.url).trials
     assert len(finished(trials)) == 4
