@@ -149,6 +149,16 @@ def test_every_space_file_in_configs_passes_the_checks(path: Path, monkeypatch: 
     assert check_against_fit(settings["fit"], params) == "runs" and params
 
 
+@pytest.mark.parametrize("path", SPACE_FILES, ids=[p.name for p in SPACE_FILES])
+def test_every_space_file_in_configs_runs_its_first_trial(path: Path, fmnist: Callable[..., int]) -> None:
+    """A space file is only as good as the fits it starts: each one's first trial, cut to 2 batches, must end."""
+    Path("configs").symlink_to(REPO / "configs")  # the files name their fit configs as configs/...
+    cut = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+           "--trainer.limit_test_batches", "1"]  # fmt: skip
+    assert fmnist("sweep", "--space", f"configs/{path.name}", "--study", "first", "--n_trials", "1", *cut) == 0
+    assert [t.state for t in study("first").trials] == [TrialState.COMPLETE]
+
+
 @pytest.mark.slow  # real processes
 def test_two_workers_share_one_study(data_dir: Path, fast: Path, tmp_path: Path) -> None:
     space = write(tmp_path / "two.yaml", {**SPACE, "n_trials": 4})
