@@ -7,8 +7,11 @@ command, test accuracy mean ± std over the seeds (plain and with TTA, when the 
 views), training images per second and the compute efficiency: the training FLOP/s achieved
 (``Throughput/flops_per_s``, from the model's counted FLOPs) divided by this machine's own
 matrix-multiply peak, measured here first in fp32 and bf16 and printed with the CPU's name and
-flags. ``--baseline`` adds the tutorial's own loop (``benchmarks/tutorial_loop.py``, 5 epochs)
-as the first row. ``--picture FILE`` draws accuracy against training minutes, the front joined.
+flags. On a machine with a CUDA GPU ``fit`` trains there, its data kept there, and the peak is
+the GPU's; add ``-- --data.batch_size 1024`` or more to fill it. ``--baseline`` adds the tutorial's
+own loop (``benchmarks/tutorial_loop.py``, 5 epochs) as the first row. ``--picture FILE`` draws accuracy against the command's minutes, the front joined;
+``--json FILE`` keeps every seed's figures, and ``--load FILE`` puts such a file's rows (measured
+earlier, with the peaks of that day) into the table and the picture again without running them.
 
 Run it on a quiet machine: anything else running changes every time it prints. Extra arguments
 after ``--`` go to every fit, e.g. ``-- --data.data_dir DIR``.
@@ -34,14 +37,18 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, seconds: float = 1.0) -> float:
-    """FLOP/s of square matrix products in ``dtype`` on this machine's CPU threads, the best of a second's tries."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+def matmul_peak(dtype: torch.dtype, device: str = "cpu", seconds: float = 1.0) -> float:
+    """FLOP/s of square matrix products in ``dtype`` on ``device`` (the CPU's threads, or a GPU), the best of a second's tries."""
+    size = 8192 if device == "cuda" else 2048  # a GPU needs large products to reach its peak
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
+    wait = torch.cuda.synchronize if device == "cuda" else lambda: None  # a GPU's products run asynchronously
     torch.mm(a, b)  # warm-up: the first call picks its kernel
+    wait()
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         torch.mm(a, b)
+        wait()
         best = max(best, 2 * size**3 / (time.perf_counter() - start))
     return best
 
@@ -124,6 +131,10 @@ def tutorial_flops_per_image() -> float:
     return measure_flops(model, lambda: model(torch.zeros(1, 1, 28, 28)), lambda y: y.sum())
 
 
+#: The baseline row's name.
+TUTORIAL = "tutorial loop, 5 epochs"
+
+
 def row(name: str, results: list[dict[str, float]], peaks: dict[str, float]) -> dict[str, str]:
     """One line of the table: means over the seeds (accuracy with its standard deviation)."""
 
@@ -153,45 +164,70 @@ def print_table(rows: list[dict[str, str]]) -> None:
 
 
 def draw(rows: list[dict[str, str]], path: Path) -> None:
-    """Test accuracy against training minutes, one dot per row, the front (better and faster) joined."""
+    """Test accuracy (with the config's TTA, if it has one) against the whole command's minutes, the front joined."""
     from PIL import Image
 
     from fmnist.sweep.charts import pareto_scatter
 
-    points = [(float(r["train_s"]) / 60, float(r["test_acc"].split(" ")[0])) for r in rows]
+    def accuracy(r: dict[str, str]) -> float:
+        return float((r["test_acc"] if r["test_acc_tta"] == "-" else r["test_acc_tta"]).split(" ")[0])
+
+    points = [(float(r["command_s"]) / 60, accuracy(r)) for r in rows]
     front = [i for i, (x, y) in enumerate(points) if not any(a <= x and b > y for a, b in points)]
-    picture = pareto_scatter(points, front, [r["config"] for r in rows], ("training minutes", "test accuracy"))
-    Image.fromarray(picture).save(path)
+    axes = ("minutes, the whole fit command", "test accuracy (with TTA where the config has it)")
+    Image.fromarray(pareto_scatter(points, front, [r["config"] for r in rows], axes)).save(path)
+
+
+def rows_of(raw: dict[str, list[dict[str, float]]], peaks: dict[str, float]) -> list[dict[str, str]]:
+    """The table's rows of one speedrun's runs (a config's path, or ``tutorial``, to its seeds' figures)."""
+    return [row(TUTORIAL if name == "tutorial" else Path(name).stem, seeds, peaks) for name, seeds in raw.items()]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speedrun", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", action="append", required=True, help="a fit config; give several to compare")
+    parser.add_argument("--config", action="append", default=[], help="a fit config; give several to compare")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per config (default 5)")
     parser.add_argument("--baseline", action="store_true", help="add the tutorial's own loop as the first row")
     parser.add_argument("--data_dir", default="./data", help="for the baseline: where fit finds Fashion-MNIST")
-    parser.add_argument("--picture", type=Path, help="draw accuracy against training minutes into this PNG")
+    parser.add_argument("--picture", type=Path, help="draw accuracy against minutes into this PNG")
     parser.add_argument("--json", type=Path, help="write every seed's figures here too")
+    parser.add_argument("--load", action="append", type=Path, default=[], help="an earlier run's --json: its rows join the table and picture")  # fmt: skip
     args, extra = parser.parse_known_args(argv)
+    if not (args.config or args.baseline or args.load):
+        parser.error("give --config (a fit config to run), --baseline or --load (an earlier run's --json)")
     extra = [a for a in extra if a != "--"]
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(f"CPU: {cpu_name()}; torch threads {torch.get_num_threads()}")
-    print(f"matrix-multiply peak: fp32 {peaks['fp32'] / 1e12:.3f} TFLOP/s, bf16 {peaks['bf16'] / 1e12:.3f} TFLOP/s")
-    rows, raw = [], {}
+    rows = []
+    for path in args.load:  # measured earlier, maybe on another day: each file says on what
+        saved = json.loads(path.read_text())
+        print(f"{path}: CPU {saved['cpu']}; peak fp32 {saved['peaks']['fp32'] / 1e12:.3f} TFLOP/s")
+        rows += rows_of(saved["runs"], saved["peaks"])
+    if args.config or args.baseline:
+        rows += run(args, extra)
+    print_table(rows)
+    if args.picture:
+        draw(rows, args.picture)
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> list[dict[str, str]]:
+    """Measure this machine's peaks, then run the baseline and every config's seeds; their rows."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # where fit trains (accelerator auto), so the peak's
+    peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
+    gpu = f"; GPU: {torch.cuda.get_device_name()}" if device == "cuda" else ""
+    print(f"CPU: {cpu_name()}; torch threads {torch.get_num_threads()}{gpu}")
+    print(
+        f"matrix-multiply peak: fp32 {peaks['fp32'] / 1e12:.3f} TFLOP/s, bf16 {peaks['bf16'] / 1e12:.3f} TFLOP/s ({device})"
+    )
+    raw = {}
     with tempfile.TemporaryDirectory(prefix="speedrun-") as tmp:
         if args.baseline:
             raw["tutorial"] = [tutorial_once(args.data_dir, Path(tmp) / "tutorial")]
-            rows.append(row("tutorial loop, 5 epochs", raw["tutorial"], peaks))
         for config in args.config:
             raw[config] = [
                 fit_once(config, seed, Path(tmp) / f"{Path(config).stem}-{seed}", extra) for seed in range(args.seeds)
             ]
-            rows.append(row(Path(config).stem, raw[config], peaks))
-    print_table(rows)
-    if args.picture:
-        draw(rows, args.picture)
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu_name(), "peaks": peaks, "runs": raw}, indent=1))
+        args.json.write_text(json.dumps({"cpu": cpu_name() + gpu, "peaks": peaks, "runs": raw}, indent=1))
+    return rows_of(raw, peaks)
 
 
 if __name__ == "__main__":

@@ -32,3 +32,10 @@ def test_speedrun_prints_the_time_to_accuracy_table(data_dir: Path, tmp_path: Pa
     seeds = json.loads((tmp_path / "seeds.json").read_text())["runs"]["configs/smoke.yaml"]
     assert len(seeds) == 2 and all(s["train_s"] > 0 and s["command_s"] > s["train_s"] for s in seeds)
     assert (tmp_path / "front.png").stat().st_size > 1000
+    # an earlier run's figures, loaded: the same row again, nothing run (no peak measured)
+    again = subprocess.run([sys.executable, "-m", "benchmarks.speedrun", "--load", str(tmp_path / "seeds.json")],
+                           capture_output=True, text=True, cwd=REPO, timeout=60)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.splitlines()[-1] == smoke and "matrix-multiply peak" not in again.stdout
+    nothing = subprocess.run([sys.executable, "-m", "benchmarks.speedrun"], capture_output=True, text=True, cwd=REPO)
+    assert nothing.returncode == 2 and "give --config" in nothing.stderr.splitlines()[-1]

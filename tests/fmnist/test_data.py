@@ -5,9 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from fmnist import idx
-from fmnist.data import FashionMNISTDataModule
+from fmnist.data import FashionMNISTDataModule, whole_batch
 from fmnist.errors import InputError
 from tests.helpers import write_dataset, write_idx
 
@@ -85,6 +86,20 @@ def test_batches(data_dir: Path) -> None:
     x, y = next(iter(datamodule.train_dataloader()))
     assert x.shape == (50, 1, 28, 28) and y.shape == (50,)
     assert sum(len(y) for _, y in datamodule.val_dataloader()) == 64
+
+
+def test_batches_are_gathered_whole_and_are_those_of_a_plain_loader(data_dir: Path) -> None:
+    """One gather a batch (BatchedTensors), yet the batches a plain TensorDataset loader gives for the same seed."""
+    datamodule = setup_fit(data_dir, batch_size=50, val_size=64)
+    plain = TensorDataset(*datamodule.train_set.tensors)
+    torch.manual_seed(3)
+    gathered = list(datamodule.train_dataloader())
+    torch.manual_seed(3)
+    stacked = list(DataLoader(plain, batch_size=50, shuffle=True))
+    assert len(gathered) == len(stacked) == 7  # 384 - 64 = 320 training images: 6 batches of 50, one of 20
+    for (x, y), (x_plain, y_plain) in zip(gathered, stacked):
+        assert torch.equal(x, x_plain) and torch.equal(y, y_plain)
+    assert datamodule.train_dataloader().collate_fn is whole_batch  # the images were not stacked one by one
 
 
 # --- every data error names the file and the problem -----------------------------------------
