@@ -80,6 +80,7 @@ def fit_once(config: str, seed: int, workdir: Path, extra: list[str]) -> dict[st
     epochs = scalars.get("Time/epoch_s", [])
     return {
         "train_s": sum(epochs),
+        "epochs": len(epochs),
         "command_s": seconds,
         "test_acc": scalars["Accuracy/test"][-1],
         "test_acc_tta": scalars["Accuracy/test_tta"][-1] if "Accuracy/test_tta" in scalars else float("nan"),
@@ -116,7 +117,7 @@ def tutorial_once(data_dir: str, workdir: Path, epochs: int = 5) -> dict[str, fl
     train_s = sum(result["epochs"])
     images_per_s = 60_000 * epochs / train_s
     return {
-        "train_s": train_s, "command_s": seconds, "test_acc": result["accuracy"], "test_acc_tta": float("nan"),
+        "train_s": train_s, "epochs": epochs, "command_s": seconds, "test_acc": result["accuracy"], "test_acc_tta": float("nan"),
         "images_per_s": images_per_s, "flops_per_s": images_per_s * tutorial_flops_per_image(), "bf16": 0.0,
     }  # fmt: skip
 
