@@ -8,10 +8,11 @@ views), training images per second and the compute efficiency: the training FLOP
 (``Throughput/flops_per_s``, from the model's counted FLOPs) divided by this machine's own
 matrix-multiply peak, measured here first in fp32 and bf16 and printed with the CPU's name and
 flags. On a machine with a CUDA GPU ``fit`` trains there, its data kept there, and the peak is
-the GPU's; add ``-- --data.batch_size 1024`` or more to fill it. ``--baseline`` adds the tutorial's
-own loop (``benchmarks/tutorial_loop.py``, 5 epochs) as the first row. ``--picture FILE`` draws accuracy against the command's minutes, the front joined;
-``--json FILE`` keeps every seed's figures, and ``--load FILE`` puts such a file's rows (measured
-earlier, with the peaks of that day) into the table and the picture again without running them.
+the GPU's; add ``-- --data.batch_size 1024`` or more to fill it. ``--baseline`` adds the
+tutorial's own loop (``benchmarks/tutorial_loop.py``, 5 epochs) as the first row. ``--picture
+FILE`` draws accuracy against the command's minutes, the front joined; ``--json FILE`` keeps
+every seed's figures, and ``--load FILE`` puts such a file's rows (measured earlier, with the
+peaks of that day) into the table and the picture again without running them.
 
 Run it on a quiet machine: anything else running changes every time it prints. Extra arguments
 after ``--`` go to every fit, e.g. ``-- --data.data_dir DIR``.

@@ -203,12 +203,14 @@ class FashionMNISTDataModule(CheckedLoading, LightningDataModule):
             self.test_set = _test_set(_stamp(files["test"]))
         if stage == "predict":
             self.predict_set = self.test_set
-        if self._keeps_data_on_device():  # 47 MB of images a split: batches need no copy to the GPU
-            device = self.trainer.strategy.root_device
+        if self._keeps_data_on_device():  # the splits are small next to a GPU's memory: no batch is copied there
+            device, moved = self.trainer.strategy.root_device, {}
             for name in ("train_set", "val_set", "test_set", "predict_set"):
                 dataset = getattr(self, name)
                 if isinstance(dataset, BatchedTensors) and dataset.tensors[0].device != device:
-                    setattr(self, name, BatchedTensors(*(tensor.to(device) for tensor in dataset.tensors)))
+                    if id(dataset) not in moved:  # a split that is two of these (test and predict) moves once
+                        moved[id(dataset)] = BatchedTensors(*(tensor.to(device) for tensor in dataset.tensors))
+                    setattr(self, name, moved[id(dataset)])
 
     def _keeps_data_on_device(self) -> bool:
         """On a GPU, with no loader workers: the splits are moved there once, and batches gathered there."""

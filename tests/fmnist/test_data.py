@@ -102,6 +102,17 @@ def test_batches_are_gathered_whole_and_are_those_of_a_plain_loader(data_dir: Pa
     assert datamodule.train_dataloader().collate_fn is whole_batch  # the images were not stacked one by one
 
 
+def test_loader_workers_gather_the_same_batches(data_dir: Path) -> None:
+    """``--data.num_workers 2``: the batches are gathered in the workers, and are those of no workers."""
+    batches = []
+    for workers in (0, 2):
+        datamodule = setup_fit(data_dir, batch_size=50, val_size=64, num_workers=workers)
+        batches.append(list(datamodule.val_dataloader()))
+    assert len(batches[0]) == len(batches[1]) == 2
+    for (x, y), (x_workers, y_workers) in zip(*batches):
+        assert torch.equal(x, x_workers) and torch.equal(y, y_workers)
+
+
 # --- every data error names the file and the problem -----------------------------------------
 
 
