@@ -201,16 +201,18 @@ class FashionMNISTDataModule(CheckedLoading, LightningDataModule):
             )
         if stage in ("test", "predict") and self.test_set is None:
             self.test_set = _test_set(_stamp(files["test"]))
+        if self._keeps_data_on_device():  # the splits are small next to a GPU's memory: no batch is copied there
+            self.train_set, self.val_set = self._on_device(self.train_set), self._on_device(self.val_set)
+            self.test_set = self._on_device(self.test_set)
         if stage == "predict":
             self.predict_set = self.test_set
-        if self._keeps_data_on_device():  # the splits are small next to a GPU's memory: no batch is copied there
-            device, moved = self.trainer.strategy.root_device, {}
-            for name in ("train_set", "val_set", "test_set", "predict_set"):
-                dataset = getattr(self, name)
-                if isinstance(dataset, BatchedTensors) and dataset.tensors[0].device != device:
-                    if id(dataset) not in moved:  # a split that is two of these (test and predict) moves once
-                        moved[id(dataset)] = BatchedTensors(*(tensor.to(device) for tensor in dataset.tensors))
-                    setattr(self, name, moved[id(dataset)])
+
+    def _on_device(self, dataset: TensorDataset | None) -> TensorDataset | None:
+        """``dataset``'s tensors on the training device (itself when they are there already, or not tensors)."""
+        device = self.trainer.strategy.root_device
+        if not isinstance(dataset, BatchedTensors) or dataset.tensors[0].device == device:
+            return dataset
+        return BatchedTensors(*(tensor.to(device) for tensor in dataset.tensors))
 
     def _keeps_data_on_device(self) -> bool:
         """On a GPU, with no loader workers: the splits are moved there once, and batches gathered there."""

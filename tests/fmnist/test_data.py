@@ -103,7 +103,7 @@ def test_batches_are_gathered_whole_and_are_those_of_a_plain_loader(data_dir: Pa
 
 
 def test_loader_workers_gather_the_same_batches(data_dir: Path) -> None:
-    """``--data.num_workers 2``: the batches are gathered in the workers, and are those of no workers."""
+    """``--data.num_workers 2``: the datasets and their collate go to worker processes and give the same batches."""
     batches = []
     for workers in (0, 2):
         datamodule = setup_fit(data_dir, batch_size=50, val_size=64, num_workers=workers)
