@@ -62,8 +62,11 @@ def pareto_scatter(
         x, y = at(point)
         color = ORANGE if index in front else BLUE
         draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=color)
-        if index in front:
-            draw.text((x + 6, y - 6), labels[index], fill=BLACK, font=font, anchor="lb")
+        if index in front:  # right of the dot, or left of it where the label would leave the frame
+            fits = x + 6 + draw.textlength(labels[index], font=font) <= width - right
+            draw.text(
+                (x + 6 if fits else x - 6, y - 6), labels[index], fill=BLACK, font=font, anchor="lb" if fits else "rb"
+            )
     return np.asarray(image)
 
 
