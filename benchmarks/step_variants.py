@@ -13,7 +13,7 @@ step) and changed one way at a time:
 All variants of a network are built first, then timed round-robin, so a drift of the machine's
 speed hits them alike; each prints the median of the rounds. Example::
 
-    python -m benchmarks.step_variants --config tuned.yaml --config speed/2min.yaml
+    python -m benchmarks.step_variants --config tuned.yaml --config speed/5min.yaml
 """
 
 import argparse
@@ -52,7 +52,7 @@ def make_step(kwargs: dict, batch_size: int, smoothing: float, variant: str) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", action="append", help="configs/<name> (default: tuned.yaml, speed/2min.yaml)")
+    parser.add_argument("--config", action="append", help="configs/<name> (default: tuned.yaml, speed/5min.yaml)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds (default: 5)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant and round (default: 20)")
@@ -60,7 +60,7 @@ def main() -> None:
     variants = [name for name in options.variants.split(",") if name]
     if not variants or set(variants) - set(VARIANTS):
         parser.error(f"--variants: choose from {', '.join(VARIANTS)} (got {options.variants!r})")
-    configs = options.config or ["tuned.yaml", "speed/2min.yaml"]
+    configs = options.config or ["tuned.yaml", "speed/5min.yaml"]
     missing = [name for name in configs if not (REPO / "configs" / name).is_file()]
     if missing:
         parser.error(f"--config: no configs/{missing[0]} (give a name under configs/, e.g. tuned.yaml)")
