@@ -83,11 +83,14 @@ def main() -> None:
                 seconds[variant].append((time.perf_counter() - start) / options.steps)
         widths = "/".join(str(kwargs[key]) for key in ("conv1_channels", "conv2_channels", "conv3_channels"))
         print(f"{name} (channels {widths}, batch {batch_size}):")
-        rates = {variant: steps[variant][1] / statistics.median(seconds[variant]) for variant in variants}
+        per_step = {variant: statistics.median(times) for variant, times in seconds.items()}
+        rates = {variant: steps[variant][1] / per_step[variant] for variant in variants}
         print(f"  {'variant':<11} {'ms/step':>8} {'images/s':>9} {'vs ' + variants[0]:>14} {'first 3 steps, s':>17}")
         for variant, rate in rates.items():
-            per_step, speed_up = statistics.median(seconds[variant]), rate / rates[variants[0]]
-            print(f"  {variant:<11} {per_step * 1e3:>8.2f} {rate:>9,.0f} {speed_up:>13.2f}x {first[variant]:>17.1f}")
+            speed_up = rate / rates[variants[0]]
+            print(
+                f"  {variant:<11} {per_step[variant] * 1e3:>8.2f} {rate:>9,.0f} {speed_up:>13.2f}x {first[variant]:>17.1f}"
+            )
 
 
 if __name__ == "__main__":
