@@ -7,6 +7,7 @@ as data (:mod:`fmnist.checkpoints`), its console output (:mod:`fmnist.console`) 
 (:mod:`fmnist.main`) turns into one line. The sweep (:mod:`fmnist.sweep`) builds its trials with this CLI.
 """
 
+import contextlib
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from callbacks import AtomicCheckpointIO
-from fmnist.checkpoints import check_classes, read_checkpoint, trusted_classes
+from fmnist.checkpoints import allowed_imports, check_checkpoint, imports_only, read_checkpoint, user_imports
 from fmnist.console import first_line, fit_summary, wants_progress_lines
 from fmnist.data import FashionMNISTDataModule
 from fmnist.errors import InputError
@@ -80,6 +81,9 @@ class FashionCLI(LightningCLI):
     ) -> None:
         self.run_dir, self.instantiate = run_dir, instantiate
         self._given_tta: list[str] | None = None  # --model.tta as given, over a checkpoint's (parse_arguments)
+        # from the check of --ckpt_path to before_instantiate_classes: what LightningCLI's own parse of the
+        # checkpoint's hyperparameters may import (fmnist.checkpoints.imports_only); closed on any error too
+        self._checkpoint_imports = contextlib.ExitStack()
         # parse errors become one fmnist: error line, without argparse's usage wall
         defaults = {"default_config_files": [str(DEFAULT_CONFIG)], "exit_on_error": False}
         parser_kwargs: dict[str, Any] = {"exit_on_error": False, "prog": _prog(), "description": DESCRIPTION}
@@ -92,17 +96,18 @@ class FashionCLI(LightningCLI):
                 parser_kwargs[name] = {**defaults, "description": f"{name}: {SUBCOMMAND_HELP[name]}."}
         else:
             parser_kwargs.update(defaults)
-        super().__init__(
-            FashionMNISTClassifier,
-            FashionMNISTDataModule,
-            save_config_kwargs={"overwrite": True},  # a resumed run rewrites its own config.yaml
-            seed_everything_default=42,
-            parser_kwargs=parser_kwargs,
-            auto_configure_optimizers=False,  # the optimizer is --model.optimizer, next to --model.lr
-            args=args,
-            run=run,
-            **kwargs,
-        )
+        with self._checkpoint_imports:
+            super().__init__(
+                FashionMNISTClassifier,
+                FashionMNISTDataModule,
+                save_config_kwargs={"overwrite": True},  # a resumed run rewrites its own config.yaml
+                seed_everything_default=42,
+                parser_kwargs=parser_kwargs,
+                auto_configure_optimizers=False,  # the optimizer is --model.optimizer, next to --model.lr
+                args=args,
+                run=run,
+                **kwargs,
+            )
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         # every subcommand's parser gets it, because all read the same default.yaml; only fit uses it
@@ -154,18 +159,19 @@ class FashionCLI(LightningCLI):
     def _use_checkpoint(self, config: Namespace, loggers: list[Namespace], resume: bool) -> None:
         """Resolve ``--ckpt_path`` shorthands, check the file, and log into the run it came from.
 
-        Runs before LightningCLI puts the checkpoint's hyperparameters over the configuration (its
-        ``_parse_ckpt_path``), where jsonargparse would import and call the classes they name: those
-        are checked first (:func:`~fmnist.checkpoints.check_classes`).
+        Runs before LightningCLI puts the checkpoint's hyperparameters over the configuration, where
+        jsonargparse imports what they name: they are parsed first importing only the classes the
+        options take and the names the user's configuration gives
+        (:func:`~fmnist.checkpoints.check_checkpoint`), and LightningCLI's parse runs under the same
+        policy, until :meth:`before_instantiate_classes`.
         """
         if config.ckpt_path in CHECKPOINT_SHORTHANDS:
             config.ckpt_path = str(newest_checkpoint(config.ckpt_path, loggers))
         path = Path(config.ckpt_path)
         checkpoint = read_checkpoint(path)
-        trusted = trusted_classes(config.model, "hyper_parameters") | trusted_classes(
-            config.data, "datamodule_hyper_parameters"
-        )
-        check_classes(checkpoint, path, CHECKPOINT_CLASSES, trusted)
+        allowed = allowed_imports(CHECKPOINT_CLASSES.values(), user_imports(config))
+        check_checkpoint(checkpoint, path, CHECKPOINT_CLASSES, allowed)
+        self._checkpoint_imports.enter_context(imports_only(allowed))
         run_dir = run_of(path)
         if self.run_dir is not None or run_dir is None:
             return  # a trial's own folder, or a checkpoint from outside any run: log into a new run
@@ -175,6 +181,7 @@ class FashionCLI(LightningCLI):
             loggers[0]["purge_step"] = int(checkpoint.get("global_step", 0))
 
     def before_instantiate_classes(self) -> None:
+        self._checkpoint_imports.close()  # the checkpoint's hyperparameters are parsed: the user's classes build
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         if self._given_tta is not None:
             # LightningCLI has just put the checkpoint's hyperparameters over the command line's

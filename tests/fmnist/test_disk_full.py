@@ -235,6 +235,15 @@ def test_a_checkpoint_that_does_not_fit_leaves_the_previous_one_whole(small_disk
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"], "no temporary file left"
 
 
+@pytest.mark.slow  # mounts a file system
+@pytest.mark.skipif(os.name == "nt", reason="without flock, leftovers stay")
+def test_the_leftover_of_a_killed_writer_frees_its_space_for_the_next_save(small_disk) -> None:
+    target = small_disk("1m") / "last.ckpt"
+    (target.parent / ".last.ckpt.0123abcd.tmp").write_bytes(bytes(700_000))  # a writer killed mid-write left it
+    AtomicCheckpointIO().save_checkpoint({"weights": torch.zeros(150_000)}, target)  # 600 kB: fits only without it
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
+
+
 @pytest.mark.parametrize("error", [TypeError, KeyboardInterrupt])
 def test_a_checkpoint_that_fails_to_save_leaves_no_file(tmp_path: Path, error: type[BaseException]) -> None:
     target = tmp_path / "checkpoints" / "best.ckpt"
