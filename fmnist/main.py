@@ -6,6 +6,7 @@
 """
 
 import gc
+import signal
 import sys
 
 import torch
@@ -14,6 +15,7 @@ from fmnist.cli import FashionCLI
 from fmnist.diskfull import StoppedRun, threads_quiet_when_disk_full
 from fmnist.exits import end
 from fmnist.quiet import quiet_lightning
+from fmnist.stops import StopOnSignal, Terminated, end_stopped, terminate_outside_trainers
 
 
 def main(args: list[str] | None = None) -> None:
@@ -22,19 +24,27 @@ def main(args: list[str] | None = None) -> None:
     Set ``FMNIST_DEBUG=1`` for the traceback behind an ``fmnist: error:`` line.
     """
     quiet_lightning()
-    command = sys.argv[1:2] if args is None else args[:1]
+    given = sys.argv[1:] if args is None else list(args)
+    command = given[:1]
     stopped = StoppedRun()  # the run folder of a trainer an error stops, for a full disk's line
+    signalled = StopOnSignal()  # where Ctrl-C or SIGTERM stopped a trainer, for the stop's line
     try:
-        with threads_quiet_when_disk_full():
+        with threads_quiet_when_disk_full(), terminate_outside_trainers(signalled):
             if command == ["sweep"]:
                 from fmnist.sweep.command import sweep  # Optuna is imported only by the command that uses it
 
-                sweep(sys.argv[2:] if args is None else args[1:])
-            else:
-                FashionCLI(args, trainer_defaults={"callbacks": [stopped]})  # None: LightningCLI reads sys.argv
+                sweep(given[1:])
+            else:  # None: LightningCLI reads sys.argv
+                FashionCLI(args, trainer_defaults={"callbacks": [stopped, signalled]})
         end_process_group()
     except Exception as err:
         end(err, command[0] if command else "fit", stopped.run_dir)
+    except (KeyboardInterrupt, Terminated) as err:  # outside a trainer, or a sweep's
+        end_stopped(signalled, signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM, given)
+    except SystemExit:  # Lightning ends a stopped trainer with SystemExit (1 after Ctrl-C, 0 after SIGTERM)
+        if signalled.stop is None:
+            raise
+        end_stopped(signalled, signalled.stop.signum, given)
 
 
 def end_process_group() -> None:

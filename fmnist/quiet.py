@@ -30,7 +30,12 @@ class _Dropping(logging.Filter):
 #: ``Logger.addFilter`` keeps a filter once.
 _FILTERS = {
     # fmnist's first line and summary say these better; "litlogger": an advertisement for a cloud service
-    "lightning.pytorch.utilities.rank_zero": (_Dropping(*SAID_BY_FMNIST, start=True), _Dropping("litlogger")),
+    "lightning.pytorch.utilities.rank_zero": (
+        _Dropping(*SAID_BY_FMNIST, start=True),
+        _Dropping("litlogger", "Detected KeyboardInterrupt"),
+    ),
+    # a stop's own line (fmnist.stops) says what stopped the run, where, and how to go on
+    "lightning.pytorch.trainer.connectors.signal_connector": (_Dropping("Received SIGTERM"),),
     # fmnist's first line names the seed, the device and the precision
     "lightning.fabric.utilities.seed": (_Dropping("Seed set to"),),
 }

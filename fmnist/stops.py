@@ -1,0 +1,134 @@
+"""Stopping is an event: Ctrl-C (SIGINT) and ``kill`` (SIGTERM) end a command with one line, 130 or 143.
+
+Lightning notices both during a trainer's run: SIGTERM through its signal handler, which raises
+``SIGTERMException`` at the next batch, Ctrl-C as ``KeyboardInterrupt``; either reaches the
+callbacks' ``on_exception``. :class:`StopOnSignal` (one per command, :mod:`fmnist.main`) notes the
+stop there and, on SIGTERM in ``fit``, saves ``last.ckpt`` of that moment: a preempted run loses
+at most the steps since its last batch. :func:`terminate_outside_trainers` makes a SIGTERM that
+arrives while no trainer runs a stop too; :func:`stop_line` says what stopped the command, where,
+what the run folder keeps, and the command that resumes it.
+"""
+
+import shlex
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from typing_extensions import override
+
+#: Exit statuses of a command stopped by a signal: 128 + the signal's number, as a shell reports it.
+STATUS = {signal.SIGINT: 128 + signal.SIGINT, signal.SIGTERM: 128 + signal.SIGTERM}
+NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
+
+
+class Terminated(BaseException):
+    """SIGTERM while no trainer ran (while parsing, between fit and its test): ends the command as Ctrl-C does."""
+
+
+@dataclass
+class Stop:
+    """Where a signal stopped a trainer: the stage, epoch and step, the run folder and the checkpoint it keeps."""
+
+    signum: signal.Signals
+    stage: str | None = None
+    epoch: int = 0
+    step: int = 0
+    run_dir: Path | None = None
+    checkpoint: Path | None = None
+    saved_now: bool = False
+
+
+class StopOnSignal(Callback):
+    """Notes a stop by SIGTERM or Ctrl-C (``stop``) and keeps a checkpoint of a fit that SIGTERM stops.
+
+    ``running`` says whether a trainer is between its ``setup`` and ``teardown``, where Lightning
+    handles SIGTERM itself (:func:`terminate_outside_trainers` leaves it to Lightning there).
+    """
+
+    def __init__(self) -> None:
+        self.stop: Stop | None = None
+        self.running = False
+
+    @override
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        self.running = True
+
+    @override
+    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        self.running = False
+
+    @override
+    def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        self.running = False
+        if isinstance(exception, SIGTERMException):
+            signum = signal.SIGTERM
+        elif isinstance(exception, KeyboardInterrupt):
+            signum = signal.SIGINT
+        else:
+            return
+        stage = trainer.state.fn.value if trainer.state.fn else None
+        log_dir = getattr(trainer.logger, "log_dir", None)  # not Trainer.log_dir: a collective under DDP
+        dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
+        checkpoint = Path(dirpath) / "last.ckpt" if dirpath else None
+        stop = Stop(signum, stage, trainer.current_epoch, trainer.global_step, Path(log_dir) if log_dir else None)
+        # SIGTERM: Lightning raised it between training batches, so the state is whole (Ctrl-C may land
+        # mid-step); not during the epoch's validation, which a resumed run would not do again
+        if signum == signal.SIGTERM and trainer.training and checkpoint is not None and trainer.global_step > 0:
+            trainer.save_checkpoint(checkpoint, weights_only=False)  # whole: to resume from
+            stop.saved_now = True
+        stop.checkpoint = checkpoint if checkpoint is not None and checkpoint.is_file() else None
+        self.stop = stop
+
+
+@contextmanager
+def terminate_outside_trainers(recorder: StopOnSignal) -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` while no trainer runs; inside one Lightning's handler (which calls
+    this one after its own) has it stop at the next batch. The handler before is put back after."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if not recorder.running:
+            raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop_line(stop: Stop | None, signum: signal.Signals, args: list[str]) -> str:
+    """One line: what stopped the command, where, what its run folder keeps and how to go on."""
+    line = f"fmnist: stopped by {NAMES[signum]}"
+    if stop is None:
+        return f"{line} before training began; nothing was written: run the command again"
+    line += f" in {stop.stage} at epoch {stop.epoch + 1}, step {stop.step}"
+    if stop.stage != "fit" or stop.run_dir is None:
+        return f"{line}; nothing is written for an unfinished {stop.stage}: run the command again"
+    if stop.checkpoint is None:
+        return f"{line}; {stop.run_dir} keeps the logs, no checkpoint yet: run the command again"
+    kept = "of this step" if stop.saved_now else "of the last finished epoch"
+    resume = shlex.join(["python", "-m", "fmnist", *_without_ckpt_path(args), "--ckpt_path", str(stop.checkpoint)])
+    return f"{line}; {stop.run_dir} keeps its logs and {stop.checkpoint.name} {kept}; resume with: {resume}"
+
+
+def _without_ckpt_path(args: list[str]) -> list[str]:
+    """``args`` less a ``--ckpt_path`` given before: ``['fit', '--ckpt_path', 'x']`` gives ``['fit']``."""
+    kept, value_next = [], False
+    for arg in args:
+        if not value_next and arg != "--ckpt_path" and not arg.startswith("--ckpt_path="):
+            kept.append(arg)
+        value_next = arg == "--ckpt_path"
+    return kept
+
+
+def end_stopped(recorder: StopOnSignal, signum: signal.Signals, args: list[str]) -> NoReturn:
+    """Print the stop's line and exit with 130 or 143; ``args``: the command line, to resume it."""
+    print(stop_line(recorder.stop, signum, args), file=sys.stderr, flush=True)
+    raise SystemExit(STATUS[signum]) from None
