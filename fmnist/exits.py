@@ -3,7 +3,8 @@
 The entry point (:mod:`fmnist.main`) and the sweep's worker processes (:mod:`fmnist.sweep.command`)
 end through :func:`end`; :func:`explain` is the one mapping from an exception to its lines and
 status. The statuses, as the README lists them: 0 done, 1 a diverged run, 2 one error line (a
-mistake the user can fix, a full disk, a database away too long). Any other exception shows its
+mistake the user can fix, a full disk, a database away too long), 130 and 143 a stop by Ctrl-C or
+SIGTERM (:mod:`fmnist.stops`). Any other exception shows its
 traceback, as does every one when ``FMNIST_DEBUG=1`` (:func:`~fmnist.errors.debugging`).
 """
 
@@ -17,6 +18,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from callbacks import TrainingDivergedError
 from fmnist.diskfull import disk_full_message
 from fmnist.errors import InputError, debugging
+from fmnist.stops import CommandStopped
 
 #: Exit statuses: a run that diverged; a command ended by one ``fmnist: error:`` line.
 DIVERGED, ERROR_LINE = 1, 2
@@ -38,6 +40,8 @@ def explain(err: BaseException, command: str, run_dir: Path | None = None) -> tu
     >>> explain(KeyError("a bug"), "fit") is None
     True
     """
+    if isinstance(err, CommandStopped):  # Ctrl-C, SIGTERM: its own line, 130 or 143
+        return [str(err)], err.status
     full = disk_full_message(err, command, run_dir)
     if full is not None:
         return [f"fmnist: error: {full}"], ERROR_LINE

@@ -6,7 +6,6 @@
 """
 
 import gc
-import signal
 import sys
 
 import torch
@@ -15,7 +14,7 @@ from fmnist.cli import FashionCLI
 from fmnist.diskfull import StoppedRun, threads_quiet_when_disk_full
 from fmnist.exits import end
 from fmnist.quiet import quiet_lightning
-from fmnist.stops import StopOnSignal, Terminated, end_stopped, terminate_outside_trainers
+from fmnist.stops import CommandStopped, StopOnSignal, StopSignals, stop_line
 
 
 def main(args: list[str] | None = None) -> None:
@@ -28,8 +27,9 @@ def main(args: list[str] | None = None) -> None:
     command = given[:1]
     stopped = StoppedRun()  # the run folder of a trainer an error stops, for a full disk's line
     signalled = StopOnSignal()  # where Ctrl-C or SIGTERM stopped a trainer, for the stop's line
+    signals = StopSignals(signalled)
     try:
-        with threads_quiet_when_disk_full(), terminate_outside_trainers(signalled):
+        with threads_quiet_when_disk_full(), signals:
             if command == ["sweep"]:
                 from fmnist.sweep.command import sweep  # Optuna is imported only by the command that uses it
 
@@ -39,12 +39,10 @@ def main(args: list[str] | None = None) -> None:
         end_process_group()
     except Exception as err:
         end(err, command[0] if command else "fit", stopped.run_dir)
-    except (KeyboardInterrupt, Terminated) as err:  # outside a trainer, or a sweep's
-        end_stopped(signalled, signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM, given)
-    except SystemExit:  # Lightning ends a stopped trainer with SystemExit (1 after Ctrl-C, 0 after SIGTERM)
-        if signalled.stop is None:
+    except BaseException:  # Ctrl-C, SIGTERM: Lightning ends a stopped trainer with SystemExit (1, or 0 after SIGTERM)
+        if signals.received is None:
             raise
-        end_stopped(signalled, signalled.stop.signum, given)
+        end(CommandStopped(stop_line(signalled.stop, signals.received, given), signals.received), "")
 
 
 def end_process_group() -> None:

@@ -4,19 +4,17 @@ Lightning notices both during a trainer's run: SIGTERM through its signal handle
 ``SIGTERMException`` at the next batch, Ctrl-C as ``KeyboardInterrupt``; either reaches the
 callbacks' ``on_exception``. :class:`StopOnSignal` (one per command, :mod:`fmnist.main`) notes the
 stop there and, on SIGTERM in ``fit``, saves ``last.ckpt`` of that moment: a preempted run loses
-at most the steps since its last batch. :func:`terminate_outside_trainers` makes a SIGTERM that
-arrives while no trainer runs a stop too; :func:`stop_line` says what stopped the command, where,
-what the run folder keeps, and the command that resumes it.
+at most the steps since its last batch. :class:`StopSignals` makes a signal that arrives
+while no trainer runs (or in a sweep, whose trials start again from scratch) a stop too;
+:func:`stop_line` says what stopped the command, where, what the run folder keeps, and the command
+that resumes it.
 """
 
 import shlex
 import signal
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
@@ -28,8 +26,21 @@ STATUS = {signal.SIGINT: 128 + signal.SIGINT, signal.SIGTERM: 128 + signal.SIGTE
 NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
 
 
-class Terminated(BaseException):
-    """SIGTERM while no trainer ran (while parsing, between fit and its test): ends the command as Ctrl-C does."""
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, raised where the program stands (a ``KeyboardInterrupt``, as every library expects of
+    Ctrl-C: Lightning shuts a trainer down gracefully, Optuna fails the trial); ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(NAMES[signal.Signals(signum)])
+        self.signum = signal.Signals(signum)
+
+
+class CommandStopped(Exception):
+    """A command a signal stopped, ended by its line (``str(err)``) and ``status`` (:mod:`fmnist.exits`)."""
+
+    def __init__(self, line: str, signum: signal.Signals) -> None:
+        super().__init__(line)
+        self.status = STATUS[signum]
 
 
 @dataclass
@@ -49,7 +60,7 @@ class StopOnSignal(Callback):
     """Notes a stop by SIGTERM or Ctrl-C (``stop``) and keeps a checkpoint of a fit that SIGTERM stops.
 
     ``running`` says whether a trainer is between its ``setup`` and ``teardown``, where Lightning
-    handles SIGTERM itself (:func:`terminate_outside_trainers` leaves it to Lightning there).
+    handles SIGTERM itself (:class:`StopSignals` leaves it to Lightning there).
     """
 
     def __init__(self) -> None:
@@ -70,7 +81,7 @@ class StopOnSignal(Callback):
         if isinstance(exception, SIGTERMException):
             signum = signal.SIGTERM
         elif isinstance(exception, KeyboardInterrupt):
-            signum = signal.SIGINT
+            signum = getattr(exception, "signum", signal.SIGINT)
         else:
             return
         stage = trainer.state.fn.value if trainer.state.fn else None
@@ -87,20 +98,32 @@ class StopOnSignal(Callback):
         self.stop = stop
 
 
-@contextmanager
-def terminate_outside_trainers(recorder: StopOnSignal) -> Iterator[None]:
-    """SIGTERM raises :class:`Terminated` while no trainer runs; inside one Lightning's handler (which calls
-    this one after its own) has it stop at the next batch. The handler before is put back after."""
+class StopSignals:
+    """Inside the block, Ctrl-C and SIGTERM stop the program: the first is remembered (``received``) and
+    raised as :class:`Stopped`; later ones, while it cleans up, are only remembered.
 
-    def handler(signum: int, frame: Any) -> None:
-        if not recorder.running:
-            raise Terminated
+    SIGTERM while ``recorder``'s trainer runs is left to Lightning, whose handler calls this one after
+    its own: the trainer stops at the next batch (:class:`StopOnSignal` keeps a checkpoint of it).
+    The handlers before are put back after the block.
+    """
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __init__(self, recorder: StopOnSignal | None = None) -> None:
+        self.recorder, self.received = recorder, None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        self.previous = {signum: signal.signal(signum, self._handle) for signum in STATUS}
+        return self
+
+    def __exit__(self, *exception: Any) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.received is None
+        self.received = self.received or signal.Signals(signum)
+        if first and not (signum == signal.SIGTERM and self.recorder is not None and self.recorder.running):
+            raise Stopped(signum)
 
 
 def stop_line(stop: Stop | None, signum: signal.Signals, args: list[str]) -> str:
@@ -126,9 +149,3 @@ def _without_ckpt_path(args: list[str]) -> list[str]:
             kept.append(arg)
         value_next = arg == "--ckpt_path"
     return kept
-
-
-def end_stopped(recorder: StopOnSignal, signum: signal.Signals, args: list[str]) -> NoReturn:
-    """Print the stop's line and exit with 130 or 143; ``args``: the command line, to resume it."""
-    print(stop_line(recorder.stop, signum, args), file=sys.stderr, flush=True)
-    raise SystemExit(STATUS[signum]) from None

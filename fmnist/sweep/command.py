@@ -9,28 +9,31 @@ ordinary fit (:mod:`~fmnist.sweep.trial`).
 """
 
 import argparse
+import contextlib
 import shutil
+import signal
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 import optuna
 import torch
 
 from fmnist.diskfull import threads_quiet_when_disk_full
-from fmnist.errors import InputError
-from fmnist.exits import ERROR_LINE, end, explain
+from fmnist.errors import InputError, debugging
+from fmnist.exits import ERROR_LINE, explain
 from fmnist.quiet import quiet_lightning, quiet_sweep_trials
+from fmnist.stops import NAMES, STATUS, CommandStopped, StopSignals
 from fmnist.sweep import report
 from fmnist.sweep.settings import DEFAULT_TRIALS, Settings, add_flags, default_storage
 from fmnist.sweep.space import check_against_fit, grid_size, load
 from fmnist.sweep.storage import StorageGone, reconnect
 from fmnist.sweep.study import Sweep
 from fmnist.sweep.trial import STARTED
-from fmnist.sweep.workers import LOST, DatabaseLost, supervise, work
+from fmnist.sweep.workers import DatabaseLost, Worker, supervise, watch_parent
 
 HELP = """Search fit options with Optuna: each trial is an ordinary `fit` run in runs/<study>/trial_<n>/.
 
@@ -89,8 +92,13 @@ def sweep(args: list[str]) -> None:
             shutil.rmtree(created, ignore_errors=True)
         raise
     try:
-        with _quiet_trials(settings.verbose):
-            codes = supervise(config, _worker)
+        with _quiet_trials(settings.verbose), StopSignals() as signals:
+            try:
+                codes = supervise(config, _worker)
+            except BaseException:  # the workers are ended and their trials failed; a stop is a line of its own
+                if signals.received is None:
+                    raise
+                raise CommandStopped(_stopped_line(config, signals.received), signals.received) from None
         study = reconnect(config.open, settings.storage, config.waits, time.monotonic())
         report.summary(study, config)
         finished = len(study.get_trials(deepcopy=False, states=STARTED[1:]))
@@ -126,21 +134,39 @@ def _quiet_trials(verbose: bool) -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
-def _worker(config: Sweep, threads: int, number: int, held: Any, told: Any) -> None:
-    """A ``--workers`` process: its share of the cores, and errors printed like ``main`` prints them,
-    by the first worker to end on one (``told``): the sweep ends with one line, not one per worker."""
+def _stopped_line(config: Sweep, signum: signal.Signals) -> str:
+    """What a stopped sweep leaves: its trials in flight failed and queued again, to run first next time."""
+    finished = ""
+    with contextlib.suppress(Exception):  # the database may be away: the line goes without the count
+        study = config.open()
+        done = len(study.get_trials(deepcopy=False, states=STARTED[1:]))
+        finished = f" ({done} of {config.settings.n_trials} trials finished)"
+    return (
+        f"fmnist: sweep stopped by {NAMES[signum]}{finished}; the trials in flight are failed and run first when"
+        " the same command runs again"
+    )
+
+
+def _worker(config: Sweep, threads: int, number: int, report: Connection) -> None:
+    """A ``--workers`` process: its share of the cores; how it ended goes to the sweep on ``report``
+    (:class:`~fmnist.sweep.workers.Processes`), which prints one error line for all its workers."""
     torch.set_num_threads(threads)
     quiet_lightning()
     _quiet()
-    try:
-        with _quiet_trials(config.settings.verbose), threads_quiet_when_disk_full():
-            work(config, held, number)
-    except DatabaseLost:
-        raise SystemExit(LOST) from None  # the sweep waits for the database and starts this worker again
-    except Exception as err:  # the line and the status main gives it
-        with told.get_lock():
-            first, told.value = not told.value, True
-        explained = None if first else explain(err, "sweep")
-        if explained is None:  # the first worker's line, or a bug's traceback
-            end(err, "sweep")
-        raise SystemExit(explained[1]) from None
+    worker = Worker(config, number)
+    with StopSignals() as signals:
+        watch_parent()
+        try:
+            with _quiet_trials(config.settings.verbose), threads_quiet_when_disk_full():
+                worker.run()
+        except DatabaseLost as lost:
+            report.send(("lost", lost.trial))  # the sweep waits for the database and starts this worker again
+        except BaseException as err:
+            if signals.received is not None:  # stopped, or its sweep is gone: its trial failed and queued again
+                worker.abandon()
+                raise SystemExit(STATUS[signals.received]) from None
+            explained = explain(err, "sweep") if isinstance(err, Exception) and not debugging() else None
+            if explained is None:
+                raise  # a bug's traceback
+            report.send(("error", *explained))
+            raise SystemExit(explained[1]) from None

@@ -132,20 +132,32 @@ class RetryKilled(optuna.storages.RetryHeartbeatStaleTrialCallback):
             write_row(run_dir, dict(trial.params), trial.number, "failed", self.metrics)
 
 
-def fail_killed(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int) -> None:
-    """Fails trial ``number``, whose process is gone, and queues it again: as Optuna's heartbeat check does.
+def fail_and_retry(study: optuna.Study, storage: optuna.storages.BaseStorage, number: int, told: bool = False) -> None:
+    """Fails trial ``number``, whose process is gone or stopped, and queues it again: as Optuna's heartbeat check does.
 
     Exactly once: the state changes in one transaction, and a trial that has ended (or that another
-    process has just failed) is left as it is.
+    process has just failed) is left as it is. ``told``: the trial's own worker may have told Optuna
+    that it failed (it stopped, it lost the database); then it is queued again unless it was already.
     """
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
     try:
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
-        return
+        trial = storage.get_trial(trial_id)
+        history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history
+        retried = any(number in history(other) for other in study.get_trials(deepcopy=False))
+        if not told or trial.state != optuna.trial.TrialState.FAIL or retried:
+            return
     retry = storage.get_heartbeat_stale_trial_callback()
     if retry is not None:
         retry(study, storage.get_trial(trial_id))
+
+
+def fail_held(study: optuna.Study, storage: optuna.storages.BaseStorage, worker: str) -> None:
+    """Fails the running trials of ``worker`` (their ``worker`` attribute), and queues them again."""
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker") == worker:
+            fail_and_retry(study, storage, trial.number)
 
 
 class Orphans:
@@ -166,4 +178,4 @@ class Orphans:
         self.seen = {t.number: self.seen.get(t.number, now) for t in running if "run_dir" not in t.user_attrs}
         for number, since in self.seen.items():
             if now - since > ORPHANED:
-                fail_killed(study, storage, number)
+                fail_and_retry(study, storage, number)

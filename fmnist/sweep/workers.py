@@ -1,20 +1,39 @@
-"""The workers of ``python -m fmnist sweep``, and what the sweep does when one loses the database.
+"""The workers of ``python -m fmnist sweep``, and how the sweep outlives a lost database, a killed worker and a stop.
 
-A worker starts trials until the study has n_trials finished ones (:func:`work`). A worker that
-loses the database (a restart, a failover) ends (:class:`DatabaseLost`; a worker process with exit
-status :data:`LOST`) and leaves its trial running. The sweep then waits for the database, up to
-``storage_wait`` seconds, fails that trial through Optuna's storage interface and queues it again,
-as Optuna does for a trial whose process was killed, and starts the worker again (:func:`supervise`).
+A :class:`Worker` starts trials until the study has n_trials finished ones; each trial names the
+worker that runs it (the user attribute ``worker``: host and process id). Whoever outlives a
+worker fails the trials it held and queues them again, as Optuna's heartbeat check does for a
+trial whose process died (:func:`~fmnist.sweep.study.fail_and_retry`): the sweep at once, Optuna's
+heartbeat (any later worker) after ``GRACE`` seconds when nothing is left of the sweep.
+
+:func:`supervise` runs one worker in this process, or ``--workers`` processes (multiprocessing's
+``spawn``), each reporting how it ended through a pipe:
+
+- lost the database (:class:`DatabaseLost`): the sweep waits for it (``storage_wait``), fails the
+  trial and starts the worker again;
+- killed (``kill -9``, the kernel's OOM killer): its trials failed and queued again, the worker
+  started again (at most :data:`RESTARTS` times);
+- an error: its line, printed once by the sweep (a full disk fails every worker the same way).
+
+A stop (Ctrl-C, SIGTERM, ``timeout``) ends the workers (SIGTERM), and the trials they held are
+failed and queued again at once; a worker whose sweep is gone (``kill -9``) notices it by its
+parent's sentinel and stops the same way: nothing is left running.
 """
 
+import contextlib
 import functools
 import gc
 import multiprocessing
 import multiprocessing.connection
-import multiprocessing.context
 import os
+import signal
+import socket
+import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
 import optuna
@@ -24,168 +43,228 @@ from fmnist.diskfull import database_full
 from fmnist.sweep import report
 from fmnist.sweep.board import StudyRun
 from fmnist.sweep.storage import StorageGone, SweepStorage, outage, reconnect
-from fmnist.sweep.study import Orphans, Sweep, fail_killed
+from fmnist.sweep.study import Orphans, Sweep, fail_and_retry, fail_held
 from fmnist.sweep.trial import STARTED, Surplus, run_trial
 
-#: Exit status of a worker process that lost the database.
-LOST = 3
 #: Seconds the database must serve the sweep after an outage before a loss counts as a new outage;
 #: until then ``storage_wait`` bounds the outage whole, so a database that answers the sweep but fails
 #: every worker started again (a full disk on its server) ends the sweep too.
 SETTLE = 60
+#: A worker killed (not stopped by the sweep) is started again this many times at most.
+RESTARTS = 3
+#: Seconds stopped workers get to fail their trials and end before they are killed.
+STOP_GRACE = 8
 
 
-class DatabaseLost(BaseException):
-    """A worker lost the database; the trial it held is left running, for the sweep to fail and retry.
+class DatabaseLost(Exception):
+    """A worker lost the database in trial ``trial`` (``None``: between trials), which the sweep fails and retries."""
 
-    A ``BaseException``, as ``KeyboardInterrupt`` is, so that Optuna's ``study.optimize`` records
-    nothing for the trial: it would mark it failed, without a retry, in a database that may be
-    away, or that may already have failed it and queued it again.
-    """
+    def __init__(self, trial: int | None) -> None:
+        super().__init__(f"the database went away during trial {trial}")
+        self.trial = trial
 
 
-def work(config: Sweep, held: Any, worker: int = 1) -> None:
-    """One worker: start trials until the study has n_trials finished ones (or time is up).
+def worker_id(pid: int | None = None) -> str:
+    """What a trial's ``worker`` attribute holds: the host and the process (this one by default)."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
 
-    ``held.value`` is the number of the trial this worker runs, ``-1`` between trials.
 
-    Raises:
-        DatabaseLost: the database went away (never for SQLite, whose errors are raised as they are).
-    """
-    timeout = config.settings.timeout
-    deadline = time.monotonic() + timeout if timeout else None
-    try:
-        storage, study = config.connect()
-        study_run = StudyRun(config.root, config.settings.metrics)
-        # what lives as long as the worker (its modules, study, shared data) is set aside, so that the collection
-        # after each trial (gc_after_trial) walks only what trials made, not the whole heap (docs/results.md)
-        gc.collect()
-        gc.freeze()
+class Worker:
+    """One worker: start trials until the study has n_trials finished ones (or time is up). ``trial``: the one it runs."""
+
+    def __init__(self, config: Sweep, number: int = 1) -> None:
+        self.config, self.number, self.trial = config, number, None
+
+    def run(self) -> None:
+        """Raises :class:`DatabaseLost` when the database went away (never for SQLite, whose errors are raised)."""
+        config = self.config
         try:
-            _work(study, storage, config, worker, study_run, held, deadline)
-        finally:
-            gc.unfreeze()
-            study_run.close()
-    except Exception as err:
-        if config.waits and outage(err) is not None:
-            raise DatabaseLost from err
-        full = database_full(err, config.settings.storage)  # SQLite names no file; this names the database
-        if full is None:
+            storage, study = config.connect()
+            study_run = StudyRun(config.root, config.settings.metrics)
+            # what lives as long as the worker (its modules, study, shared data) is set aside, so that the collection
+            # after each trial (gc_after_trial) walks only what trials made, not the whole heap (docs/results.md)
+            gc.collect()
+            gc.freeze()
+            try:
+                self._trials(study, storage, study_run)
+            finally:
+                gc.unfreeze()
+                study_run.close()
+        except DatabaseLost:
             raise
-        raise full from err
+        except Exception as err:
+            if config.waits and outage(err) is not None:
+                raise DatabaseLost(self.trial) from err
+            full = database_full(err, config.settings.storage)  # SQLite names no file; this names the database
+            if full is None:
+                raise
+            raise full from err
 
-
-def _work(
-    study: optuna.Study,
-    storage: SweepStorage,
-    config: Sweep,
-    worker: int,
-    study_run: StudyRun,
-    held: Any,
-    deadline: float | None,
-) -> None:
-    n_trials, orphans = config.settings.n_trials, Orphans()
-    while True:
-        optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed, queued again
-        orphans.fail(study, storage)
-        trials = study.get_trials(deepcopy=False, states=STARTED)
-        finished = sum(t.state.is_finished() for t in trials)
-        if finished >= n_trials:
+    def abandon(self) -> None:
+        """Fail the trial this worker runs and queue it again (a stop); the heartbeat does it if the database is away."""
+        if self.trial is None:
             return
-        if len(trials) >= n_trials:
-            if deadline is not None and time.monotonic() >= deadline:
+        with contextlib.suppress(Exception):  # away: Optuna's heartbeat check fails it later, as for a killed worker
+            storage, study = self.config.connect()
+            fail_and_retry(study, storage, self.trial, told=True)
+            storage.engine.dispose()
+
+    def _trials(self, study: optuna.Study, storage: SweepStorage, study_run: StudyRun) -> None:
+        config = self.config
+        n_trials, orphans = config.settings.n_trials, Orphans()
+        deadline = time.monotonic() + config.settings.timeout if config.settings.timeout else None
+        while True:
+            optuna.storages.fail_stale_trials(study)  # trials of killed processes: failed, queued again
+            orphans.fail(study, storage)
+            trials = study.get_trials(deepcopy=False, states=STARTED)
+            if sum(t.state.is_finished() for t in trials) >= n_trials:
                 return
-            time.sleep(1)  # the last trials run elsewhere; wait in case one of them dies
-            continue
-        study.optimize(
-            functools.partial(_objective, config=config, storage=storage, held=held),
-            n_trials=1,
-            catch=(TrainingDivergedError, Surplus),
-            # a finished trial's trainer, model and callbacks refer to each other (Lightning's trainer and its
-            # connectors, loops and module do); Python collects such cycles when enough objects were made,
-            # not bytes, so without this each trial's memory (its network, optimizer, pictures) piled up
-            gc_after_trial=True,
-            callbacks=[lambda study, trial: report.trial_line(trial, config, worker), study_run.trial_finished],
-        )
-        held.value = -1
-        if deadline is not None and time.monotonic() >= deadline:
-            return  # checked after a trial, so that every start of a timed sweep makes progress
+            if len(trials) >= n_trials:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                time.sleep(1)  # the last trials run elsewhere; wait in case one of them dies
+                continue
+            study.optimize(
+                functools.partial(self._objective, storage=storage),
+                n_trials=1,
+                catch=(TrainingDivergedError, Surplus),
+                # a finished trial's trainer, model and callbacks refer to each other (Lightning's trainer and its
+                # connectors, loops and module do); Python collects such cycles when enough objects were made,
+                # not bytes, so without this each trial's memory (its network, optimizer, pictures) piled up
+                gc_after_trial=True,
+                callbacks=[
+                    lambda study, trial: report.trial_line(trial, config, self.number),
+                    study_run.trial_finished,
+                ],
+            )
+            self.trial = None
+            if deadline is not None and time.monotonic() >= deadline:
+                return  # checked after a trial, so that every start of a timed sweep makes progress
 
-
-def _objective(trial: optuna.Trial, config: Sweep, storage: SweepStorage, held: Any) -> float | tuple[float, ...]:
-    """:func:`~fmnist.sweep.trial.run_trial`, ended by :class:`DatabaseLost` when its result may not be told."""
-    held.value = trial.number
-    storage.listen()
-    try:
-        result = run_trial(trial, config)
-    except Exception as err:
-        if config.waits and (outage(err) is not None or storage.silenced()):
-            raise DatabaseLost from err
-        raise
-    if config.waits and storage.silenced():
-        raise DatabaseLost  # another worker may have failed it and queued it again meanwhile
-    return result
+    def _objective(self, trial: optuna.Trial, storage: SweepStorage) -> float | tuple[float, ...]:
+        """:func:`~fmnist.sweep.trial.run_trial`, ended by :class:`DatabaseLost` when its result may not be told."""
+        self.trial = trial.number
+        waits = self.config.waits
+        storage.listen()
+        try:
+            trial.set_user_attr("worker", worker_id())
+            result = run_trial(trial, self.config)
+        except Exception as err:
+            if waits and (outage(err) is not None or storage.silenced()):
+                raise DatabaseLost(trial.number) from err
+            raise
+        if waits and storage.silenced():
+            raise DatabaseLost(trial.number)  # another worker may have failed it and queued it again meanwhile
+        return result
 
 
 def supervise(config: Sweep, target: Callable[..., None]) -> list[int]:
-    """Runs the sweep's workers to their end, each started again after it lost the database.
+    """Runs the sweep's workers to their end: one here, or ``--workers`` processes running
+    ``target(config, threads, number, report)`` (``report``: the pipe a worker says how it ended on).
 
-    One worker runs in this process; more run as processes, ``target(config, threads, number, held, told)``,
-    where ``told`` is a flag the workers share: set by the first that prints an error line, so that
-    the others, failing the same way (a full disk), end with their status and print nothing.
-    Returns the processes' exit statuses (none for one worker).
+    Returns the processes' exit statuses (none for one worker). Whatever ends it early (a stop, the
+    database gone for good) ends the workers first and fails the trials they held.
 
     Raises:
-        StorageGone: the database stayed away longer than ``storage_wait``; the workers are stopped.
+        StorageGone: the database stayed away longer than ``storage_wait``.
     """
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no copied torch threads or locks
     if config.settings.workers == 1:
-        _supervise_here(config, Recovery(config), context.RawValue("i", -1))
-        return []
-    return _supervise_processes(config, target, Recovery(config), context)
+        return _supervise_here(config, Recovery(config))
+    return Processes(config, target, Recovery(config)).run()
 
 
-def _supervise_here(config: Sweep, recovery: "Recovery", held: Any) -> None:
-    while True:
-        started = time.monotonic()
-        try:
-            return work(config, held)
-        except DatabaseLost:
-            recovery.recover(started, held.value)
-            held.value = -1
-
-
-def _supervise_processes(
-    config: Sweep, target: Callable[..., None], recovery: "Recovery", context: multiprocessing.context.SpawnContext
-) -> list[int]:
-    threads = max(1, _cores() // config.settings.workers)
-    helds = {number: context.RawValue("i", -1) for number in range(1, config.settings.workers + 1)}
-    told = context.Value("b", False)
-    running: dict[int, tuple[multiprocessing.process.BaseProcess, float]] = {}  # number: process, its start
-    codes = []
+def _supervise_here(config: Sweep, recovery: "Recovery") -> list[int]:
+    worker = Worker(config)
     try:
-        while helds:  # the workers that have not ended for good
-            for number in [n for n in helds if n not in running]:
-                helds[number].value = -1
-                process = context.Process(target=target, args=(config, threads, number, helds[number], told))
-                process.start()
-                running[number] = process, time.monotonic()
-            multiprocessing.connection.wait([process.sentinel for process, _ in running.values()])
-            for number, (process, started) in list(running.items()):
-                if process.exitcode is None:
-                    continue
-                del running[number]
-                if process.exitcode == LOST:
-                    recovery.recover(started, helds[number].value)
-                else:
-                    codes.append(process.exitcode)
-                    del helds[number]
-    except StorageGone:
-        for process, _ in running.values():  # the database is gone: as if their machine were lost
-            process.kill()
-            process.join()
+        while True:
+            started = time.monotonic()
+            try:
+                worker.run()
+                return []
+            except DatabaseLost as lost:
+                recovery.recover(started, [lost.trial])
+                worker.trial = None
+    except (KeyboardInterrupt, SystemExit):  # a stop (Lightning ends a trainer Ctrl-C stopped with SystemExit)
+        worker.abandon()
         raise
-    return codes
+
+
+@dataclass
+class Processes:
+    """The worker processes of a sweep: started, started again, and stopped with their trials failed."""
+
+    config: Sweep
+    target: Callable[..., None]
+    recovery: "Recovery"
+    running: dict[int, tuple[multiprocessing.process.BaseProcess, Connection, float]] = field(default_factory=dict)
+    restarts: dict[int, int] = field(default_factory=dict)  # worker number: times started again after a kill
+    codes: list[int] = field(default_factory=list)
+    said: bool = False  # a worker's error line was printed: the others' (the same full disk) are not
+
+    def run(self) -> list[int]:
+        context = multiprocessing.get_context("spawn")  # fresh interpreters: no copied torch threads or locks
+        threads = max(1, _cores() // self.config.settings.workers)
+        try:
+            for number in range(1, self.config.settings.workers + 1):
+                self._start(context, threads, number)
+            while self.running:
+                multiprocessing.connection.wait([process.sentinel for process, _, _ in self.running.values()])
+                for number, (process, pipe, started) in list(self.running.items()):
+                    if process.exitcode is not None:
+                        del self.running[number]
+                        if self._ended(number, process, _message(pipe), started):
+                            self._start(context, threads, number)
+        except BaseException:
+            self.stop()
+            raise
+        return self.codes
+
+    def stop(self) -> None:
+        """End every worker (SIGTERM, then SIGKILL after STOP_GRACE seconds), and fail the trials they held."""
+        for process, _, _ in self.running.values():
+            if process.exitcode is None:
+                process.terminate()
+        deadline = time.monotonic() + STOP_GRACE
+        for process, _, _ in self.running.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+        self._fail_held([process.pid for process, _, _ in self.running.values()])
+
+    def _start(self, context: Any, threads: int, number: int) -> None:
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=self.target, args=(self.config, threads, number, send))
+        process.start()
+        send.close()
+        self.running[number] = process, receive, time.monotonic()
+
+    def _ended(self, number: int, process: multiprocessing.process.BaseProcess, message: Any, started: float) -> bool:
+        """What the end of worker ``number`` means; ``True``: start it again."""
+        kind = message[0] if message else None
+        if kind == "lost":  # ("lost", trial): wait for the database, fail that trial
+            self.recovery.recover(started, [message[1]])
+            return True
+        if kind == "error":  # ("error", lines, status)
+            if not self.said:
+                print("\n".join(message[1]), file=sys.stderr, flush=True)
+                self.said = True
+            self.codes.append(message[2])
+            return False
+        if process.exitcode < 0 and self.restarts.get(number, 0) < RESTARTS:  # killed by a signal
+            self._fail_held([process.pid])
+            self.restarts[number] = self.restarts.get(number, 0) + 1
+            return True
+        self.codes.append(process.exitcode)
+        return False
+
+    def _fail_held(self, pids: list[int | None]) -> None:
+        """Fail the trials the worker processes ``pids`` held, and queue them again."""
+        with contextlib.suppress(Exception):  # away: Optuna's heartbeat fails them when a later sweep runs
+            storage, study = self.config.connect()
+            for pid in pids:
+                fail_held(study, storage, worker_id(pid))
+            storage.engine.dispose()
 
 
 class Recovery:
@@ -198,23 +277,53 @@ class Recovery:
     def __init__(self, config: Sweep) -> None:
         self.config, self.since, self.recovered = config, 0.0, float("-inf")
 
-    def recover(self, started: float, held: int) -> None:
-        """After a worker started at ``started`` (``time.monotonic()``) lost the database, holding trial ``held``."""
+    def recover(self, started: float, trials: list[int | None]) -> None:
+        """After a worker started at ``started`` (``time.monotonic()``) lost the database, holding ``trials``."""
         settings = self.config.settings
         if time.monotonic() - self.recovered > SETTLE:
             self.since = time.monotonic()
-        reconnect(functools.partial(self._fail, held), settings.storage, self.config.waits, self.since)
+        reconnect(functools.partial(self._fail, trials), settings.storage, self.config.waits, self.since)
         if started > self.since and time.monotonic() - self.since >= self.config.waits:
             raise StorageGone(settings.storage, self.config.waits)  # it answers, but the workers started again lose it
         self.recovered = time.monotonic()
 
-    def _fail(self, held: int) -> None:
+    def _fail(self, trials: list[int | None]) -> None:
         storage, study = self.config.connect()
         try:
-            if held >= 0:
-                fail_killed(study, storage, held)
+            for number in trials:
+                if number is not None:
+                    fail_and_retry(study, storage, number, told=True)
         finally:
             storage.engine.dispose()  # an engine per outage: its connections closed
+
+
+def _message(pipe: Connection) -> Any:
+    """What an ended worker said on its pipe, ``None`` if nothing (it was killed, or it ended well)."""
+    try:
+        return pipe.recv() if pipe.poll() else None
+    except EOFError:  # closed with nothing in it
+        return None
+    finally:
+        pipe.close()
+
+
+def watch_parent() -> None:
+    """In a worker process: when the sweep that started it is gone (``kill -9``), stop as if told to (SIGTERM).
+
+    multiprocessing gives a child its parent's sentinel, ready when the parent ends; a worker that
+    has not ended :data:`STOP_GRACE` seconds later leaves at once.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(STOP_GRACE)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="fmnist-parent-watch", daemon=True).start()
 
 
 def _cores() -> int:
