@@ -19,6 +19,11 @@ from fmnist.stops import Stop, stop_line
 from tests.helpers import QUIET, environment, events, write_dataset
 
 EPOCHS = 4
+#: A schedule whose every step differs: its rate, logged at every step, shows where a resumed run goes on
+ONE_CYCLE = [
+    "--model.scheduler", "torch.optim.lr_scheduler.OneCycleLR", "--model.scheduler.init_args.max_lr", "0.01",
+    "--model.scheduler_interval", "step", "--trainer.log_every_n_steps", "1",
+]  # fmt: skip
 
 
 def _fit_args(data: Path) -> list[str]:
@@ -59,7 +64,8 @@ def test_sigterm_keeps_the_moment_and_the_run_goes_on_as_one(tmp_path: Path, sta
     """Stopped while training, the checkpoint is of that step; while validating, of the last finished epoch
     (a resumed run does not validate a half-validated epoch again). Either way the run goes on as one."""
     data = write_dataset(tmp_path / "data")
-    done = _stopped([*_fit_args(data), *_slow(stage)], signal.SIGTERM, tmp_path)
+    args = [*_fit_args(data), *ONE_CYCLE, *_slow(stage)]
+    done = _stopped(args, signal.SIGTERM, tmp_path)
     assert done.returncode == 143, done.stderr
     assert "Traceback" not in done.stderr and "Received SIGTERM" not in done.stderr
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("fmnist:")]
@@ -76,13 +82,25 @@ def test_sigterm_keeps_the_moment_and_the_run_goes_on_as_one(tmp_path: Path, sta
         assert saved["global_step"] == 32, "the first epoch's checkpoint, kept"
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "fmnist", *_fit_args(data), "--ckpt_path", "last"],
+        [sys.executable, "-m", "fmnist", *args, "--ckpt_path", "last"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environment(),
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     steps = [event.step for event in events(run).Scalars("Accuracy/val")]
     assert steps == [32 * epoch - 1 for epoch in range(1, EPOCHS + 1)], "every epoch once, at the steps of one run"
     assert [event.step for event in events(run).Scalars("Loss/train")] == steps
+    # the one-cycle schedule goes on where it was: every step's learning rate as in a run never stopped
+    (tmp_path / "reference").mkdir()
+    reference = subprocess.run(
+        [sys.executable, "-m", "fmnist", *args], cwd=tmp_path / "reference", capture_output=True, text=True,
+        timeout=300, env=environment(),
+    )  # fmt: skip
+    assert reference.returncode == 0, reference.stderr
+    (whole,) = (tmp_path / "reference" / "runs").glob("*/version_0")
+    rates = {event.step: event.value for event in events(run).Scalars("lr-Adam")}
+    expected = {event.step: event.value for event in events(whole).Scalars("lr-Adam")}
+    assert len(events(run).Scalars("lr-Adam")) == len(expected) == 32 * EPOCHS, "every step's rate, once"
+    assert rates == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.slow
@@ -114,3 +132,34 @@ def test_the_stop_line_says_what_the_run_keeps() -> None:
     assert stop_line(None, signal.SIGINT, ["fit"]) == (
         "fmnist: stopped by Ctrl-C (SIGINT) before training began; nothing was written: run the command again"
     )
+
+
+@pytest.mark.slow
+def test_sigterm_ends_validate_with_143_and_one_line(tmp_path: Path) -> None:
+    """Any command: a validation SIGTERM stops at its next batch, and nothing half-written is claimed."""
+    data = write_dataset(tmp_path / "data")
+    fitted = subprocess.run(
+        [sys.executable, "-m", "fmnist", *_fit_args(data), "--trainer.max_epochs", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environment(),
+    )  # fmt: skip
+    assert fitted.returncode == 0, fitted.stderr
+    (last,) = (tmp_path / "runs").glob("*/version_0/checkpoints/last.ckpt")
+    validate = [
+        "validate", "--data.data_dir", str(data), "--data.download", "false", "--data.val_size", "128",
+        "--data.batch_size", "8", "--ckpt_path", str(last), *_slow("validation"), *QUIET,
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fmnist", *validate],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while "fmnist validate:" not in (process.stdout.readline() if process.poll() is None else "fmnist validate:"):
+        assert time.monotonic() < deadline
+    time.sleep(1)  # into the validation's batches (0.2 s each)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("fmnist:")]
+    assert line.startswith("fmnist: stopped by SIGTERM in validate at epoch ")
+    assert line.endswith("nothing is written for an unfinished validate: run the command again")

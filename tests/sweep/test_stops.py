@@ -13,11 +13,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
 from tests.helpers import environment
-from tests.sweep.helpers import SPACE, finished, run_sweep, study, sweep_command, write
+from tests.sweep.helpers import SPACE, Server, finished, run_sweep, study, sweep_command, write
 
 pytestmark = pytest.mark.slow  # real processes, stopped for real
 
@@ -183,3 +184,49 @@ def test_a_killed_worker_is_started_again_and_its_trial_runs_again(data_dir: Pat
     retry = next(t for t in trials if t.system_attrs.get("failed_trial") == killed.number)
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
     assert f"{N_TRIALS} of {N_TRIALS} trials finished" in out
+
+
+def test_two_sweeps_on_one_postgresql_study_are_stopped_and_go_on(
+    data_dir: Path, fast: Path, tmp_path: Path, postgres: Server
+) -> None:
+    """docs/clusters.md's rehearsal: two machines' commands on one study, one stopped by SIGTERM, the other by
+    Ctrl-C, both started again; the study ends with exactly n_trials and none running."""
+    space = write(tmp_path / "shared.yaml", {**SPACE, "n_trials": 6})
+    command = sweep_command(data_dir, "--space", str(space), "--config", str(fast), "--storage", postgres.url, *SLOW)
+    started = time.monotonic()
+    machines = [_start(command, start_new_session=True) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            load = optuna_study(postgres.url, "shared")
+            if load and len([t for t in load if t.state == TrialState.RUNNING and "run_dir" in t.user_attrs]) == 2:
+                break
+            time.sleep(0.2)
+        time.sleep(1)
+        machines[0].send_signal(signal.SIGTERM)
+        os.killpg(machines[1].pid, signal.SIGINT)
+        ended = [machine.communicate(timeout=30) for machine in machines]
+    finally:
+        for machine in machines:
+            machine.kill()
+    assert [machine.returncode for machine in machines] == [143, 130], [err[-2000:] for _, err in ended]
+    stopped = optuna_study(postgres.url, "shared")
+    assert not [t for t in stopped if t.state == TrialState.RUNNING]
+    again = [_start(command) for _ in range(2)]
+    results = [machine.communicate(timeout=300) for machine in again]
+    assert [machine.returncode for machine in again] == [0, 0], [err[-2000:] for _, err in results]
+    trials = optuna_study(postgres.url, "shared")
+    assert len(finished(trials)) == 6 and not [t for t in trials if t.state == TrialState.RUNNING]
+    failed = [t.number for t in trials if t.state == TrialState.FAIL]
+    print(
+        f"\ntwo commands on one study: stopped after {len(finished(stopped))} finished trials, {len(failed)} failed"
+        f" by the stop ({failed}); started again: 6 of 6 finished, none running, {time.monotonic() - started:.0f} s"
+    )
+
+
+def optuna_study(url: str, name: str) -> list:
+    """The trials of study ``name`` in the database at ``url``; none before it is made."""
+    try:
+        return optuna.load_study(study_name=name, storage=url).trials
+    except KeyError:
+        return []
