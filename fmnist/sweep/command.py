@@ -28,12 +28,13 @@ from fmnist.exits import ERROR_LINE, explain
 from fmnist.quiet import quiet_lightning, quiet_sweep_trials
 from fmnist.stops import NAMES, STATUS, CommandStopped, StopSignals
 from fmnist.sweep import report
+from fmnist.sweep.processes import watch_parent
 from fmnist.sweep.settings import DEFAULT_TRIALS, Settings, add_flags, default_storage
 from fmnist.sweep.space import check_against_fit, grid_size, load
 from fmnist.sweep.storage import StorageGone, reconnect
 from fmnist.sweep.study import Sweep
 from fmnist.sweep.trial import STARTED
-from fmnist.sweep.workers import DatabaseLost, Worker, supervise, watch_parent
+from fmnist.sweep.workers import DatabaseLost, Worker, supervise
 
 HELP = """Search fit options with Optuna: each trial is an ordinary `fit` run in runs/<study>/trial_<n>/.
 
@@ -149,7 +150,7 @@ def _stopped_line(config: Sweep, signum: signal.Signals) -> str:
 
 def _worker(config: Sweep, threads: int, number: int, report: Connection) -> None:
     """A ``--workers`` process: its share of the cores; how it ended goes to the sweep on ``report``
-    (:class:`~fmnist.sweep.workers.Processes`), which prints one error line for all its workers."""
+    (:class:`~fmnist.sweep.processes.Processes`), which prints one error line for all its workers."""
     torch.set_num_threads(threads)
     quiet_lightning()
     _quiet()

@@ -5,6 +5,8 @@ notices killed trials and the callback that retries them, the samplers and prune
 """
 
 import copy
+import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +98,8 @@ class Sweep:
         )
         optuna.logging.set_verbosity(verbosity)
         check_same_space(study, self.params)
+        if study.metric_names != settings.metrics:  # Optuna Dashboard, its CLI and plots name the objectives
+            study.set_metric_names(settings.metrics)
         made = [direction.name.lower() for direction in study.directions]
         if made != settings.directions:
             raise InputError(
@@ -151,6 +155,11 @@ def fail_and_retry(study: optuna.Study, storage: optuna.storages.BaseStorage, nu
     retry = storage.get_heartbeat_stale_trial_callback()
     if retry is not None:
         retry(study, storage.get_trial(trial_id))
+
+
+def worker_id(pid: int | None = None) -> str:
+    """What a trial's ``worker`` attribute holds: the host and the process (this one by default)."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
 def fail_held(study: optuna.Study, storage: optuna.storages.BaseStorage, worker: str) -> None:

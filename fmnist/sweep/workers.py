@@ -6,13 +6,13 @@ worker fails the trials it held and queues them again, as Optuna's heartbeat che
 trial whose process died (:func:`~fmnist.sweep.study.fail_and_retry`): the sweep at once, Optuna's
 heartbeat (any later worker) after ``GRACE`` seconds when nothing is left of the sweep.
 
-:func:`supervise` runs one worker in this process, or ``--workers`` processes (multiprocessing's
-``spawn``), each reporting how it ended through a pipe:
+:func:`supervise` runs one worker in this process, or ``--workers`` processes
+(:class:`~fmnist.sweep.processes.Processes`), each reporting how it ended through a pipe:
 
 - lost the database (:class:`DatabaseLost`): the sweep waits for it (``storage_wait``), fails the
   trial and starts the worker again;
 - killed (``kill -9``, the kernel's OOM killer): its trials failed and queued again, the worker
-  started again (at most :data:`RESTARTS` times);
+  started again (at most :data:`~fmnist.sweep.processes.RESTARTS` times);
 - an error: its line, printed once by the sweep (a full disk fails every worker the same way).
 
 A stop (Ctrl-C, SIGTERM, ``timeout``) ends the workers (SIGTERM), and the trials they held are
@@ -23,18 +23,8 @@ parent's sentinel and stops the same way: nothing is left running.
 import contextlib
 import functools
 import gc
-import multiprocessing
-import multiprocessing.connection
-import os
-import signal
-import socket
-import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from typing import Any
 
 import optuna
 
@@ -42,18 +32,15 @@ from callbacks import TrainingDivergedError
 from fmnist.diskfull import database_full
 from fmnist.sweep import report
 from fmnist.sweep.board import StudyRun
+from fmnist.sweep.processes import Processes
 from fmnist.sweep.storage import StorageGone, SweepStorage, outage, reconnect
-from fmnist.sweep.study import Orphans, Sweep, fail_and_retry, fail_held
+from fmnist.sweep.study import Orphans, Sweep, fail_and_retry, worker_id
 from fmnist.sweep.trial import STARTED, Surplus, run_trial
 
 #: Seconds the database must serve the sweep after an outage before a loss counts as a new outage;
 #: until then ``storage_wait`` bounds the outage whole, so a database that answers the sweep but fails
 #: every worker started again (a full disk on its server) ends the sweep too.
 SETTLE = 60
-#: A worker killed (not stopped by the sweep) is started again this many times at most.
-RESTARTS = 3
-#: Seconds stopped workers get to fail their trials and end before they are killed.
-STOP_GRACE = 8
 
 
 class DatabaseLost(Exception):
@@ -62,11 +49,6 @@ class DatabaseLost(Exception):
     def __init__(self, trial: int | None) -> None:
         super().__init__(f"the database went away during trial {trial}")
         self.trial = trial
-
-
-def worker_id(pid: int | None = None) -> str:
-    """What a trial's ``worker`` attribute holds: the host and the process (this one by default)."""
-    return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
 class Worker:
@@ -170,7 +152,7 @@ def supervise(config: Sweep, target: Callable[..., None]) -> list[int]:
     """
     if config.settings.workers == 1:
         return _supervise_here(config, Recovery(config))
-    return Processes(config, target, Recovery(config)).run()
+    return Processes(config, target, Recovery(config).recover).run()
 
 
 def _supervise_here(config: Sweep, recovery: "Recovery") -> list[int]:
@@ -187,84 +169,6 @@ def _supervise_here(config: Sweep, recovery: "Recovery") -> list[int]:
     except (KeyboardInterrupt, SystemExit):  # a stop (Lightning ends a trainer Ctrl-C stopped with SystemExit)
         worker.abandon()
         raise
-
-
-@dataclass
-class Processes:
-    """The worker processes of a sweep: started, started again, and stopped with their trials failed."""
-
-    config: Sweep
-    target: Callable[..., None]
-    recovery: "Recovery"
-    running: dict[int, tuple[multiprocessing.process.BaseProcess, Connection, float]] = field(default_factory=dict)
-    restarts: dict[int, int] = field(default_factory=dict)  # worker number: times started again after a kill
-    codes: list[int] = field(default_factory=list)
-    said: bool = False  # a worker's error line was printed: the others' (the same full disk) are not
-
-    def run(self) -> list[int]:
-        context = multiprocessing.get_context("spawn")  # fresh interpreters: no copied torch threads or locks
-        threads = max(1, _cores() // self.config.settings.workers)
-        try:
-            for number in range(1, self.config.settings.workers + 1):
-                self._start(context, threads, number)
-            while self.running:
-                multiprocessing.connection.wait([process.sentinel for process, _, _ in self.running.values()])
-                for number, (process, pipe, started) in list(self.running.items()):
-                    if process.exitcode is not None:
-                        del self.running[number]
-                        if self._ended(number, process, _message(pipe), started):
-                            self._start(context, threads, number)
-        except BaseException:
-            self.stop()
-            raise
-        return self.codes
-
-    def stop(self) -> None:
-        """End every worker (SIGTERM, then SIGKILL after STOP_GRACE seconds), and fail the trials they held."""
-        for process, _, _ in self.running.values():
-            if process.exitcode is None:
-                process.terminate()
-        deadline = time.monotonic() + STOP_GRACE
-        for process, _, _ in self.running.values():
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.exitcode is None:
-                process.kill()
-                process.join()
-        self._fail_held([process.pid for process, _, _ in self.running.values()])
-
-    def _start(self, context: Any, threads: int, number: int) -> None:
-        receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=self.target, args=(self.config, threads, number, send))
-        process.start()
-        send.close()
-        self.running[number] = process, receive, time.monotonic()
-
-    def _ended(self, number: int, process: multiprocessing.process.BaseProcess, message: Any, started: float) -> bool:
-        """What the end of worker ``number`` means; ``True``: start it again."""
-        kind = message[0] if message else None
-        if kind == "lost":  # ("lost", trial): wait for the database, fail that trial
-            self.recovery.recover(started, [message[1]])
-            return True
-        if kind == "error":  # ("error", lines, status)
-            if not self.said:
-                print("\n".join(message[1]), file=sys.stderr, flush=True)
-                self.said = True
-            self.codes.append(message[2])
-            return False
-        if process.exitcode < 0 and self.restarts.get(number, 0) < RESTARTS:  # killed by a signal
-            self._fail_held([process.pid])
-            self.restarts[number] = self.restarts.get(number, 0) + 1
-            return True
-        self.codes.append(process.exitcode)
-        return False
-
-    def _fail_held(self, pids: list[int | None]) -> None:
-        """Fail the trials the worker processes ``pids`` held, and queue them again."""
-        with contextlib.suppress(Exception):  # away: Optuna's heartbeat fails them when a later sweep runs
-            storage, study = self.config.connect()
-            for pid in pids:
-                fail_held(study, storage, worker_id(pid))
-            storage.engine.dispose()
 
 
 class Recovery:
@@ -295,36 +199,3 @@ class Recovery:
                     fail_and_retry(study, storage, number, told=True)
         finally:
             storage.engine.dispose()  # an engine per outage: its connections closed
-
-
-def _message(pipe: Connection) -> Any:
-    """What an ended worker said on its pipe, ``None`` if nothing (it was killed, or it ended well)."""
-    try:
-        return pipe.recv() if pipe.poll() else None
-    except EOFError:  # closed with nothing in it
-        return None
-    finally:
-        pipe.close()
-
-
-def watch_parent() -> None:
-    """In a worker process: when the sweep that started it is gone (``kill -9``), stop as if told to (SIGTERM).
-
-    multiprocessing gives a child its parent's sentinel, ready when the parent ends; a worker that
-    has not ended :data:`STOP_GRACE` seconds later leaves at once.
-    """
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(STOP_GRACE)
-        os._exit(128 + signal.SIGTERM)
-
-    threading.Thread(target=watch, name="fmnist-parent-watch", daemon=True).start()
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

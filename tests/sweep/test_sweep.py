@@ -26,6 +26,7 @@ def test_three_trials_are_runs_with_hparams_rows_and_a_best_config(
     assert fmnist("sweep", "--space", str(space), "--config", str(fast), "--pruner", "none") == 0
     trials = study("three").trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert study("three").metric_names == ["Accuracy/val_best"], "Optuna's own tools name the objective"
     for trial in trials:
         run_dir = Path("runs/three") / f"trial_{trial.number}"
         assert (run_dir / "config.yaml").is_file() and list((run_dir / "checkpoints").glob("*.ckpt"))
