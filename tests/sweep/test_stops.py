@@ -77,11 +77,9 @@ def _workers_training(sweep: subprocess.Popen, name: str, pid: int | None = None
 
 
 def study_or_none(name: str) -> list:
-    """The study's trials; none while its database is being made."""
-    try:
-        return study(name).trials if Path(f"runs/{name}/study.db").is_file() else []
-    except KeyError:  # the file is there, the study not yet
-        return []
+    """The study's trials; none before its first trial began (reading it earlier would race the sweep that
+    makes its tables: Optuna's storage makes any that are missing)."""
+    return study(name).trials if Path(f"runs/{name}/trial_0").is_dir() else []
 
 
 def _nothing_left(pids: list[int], within: float = 10) -> None:
@@ -194,9 +192,12 @@ def test_two_sweeps_on_one_postgresql_study_are_stopped_and_go_on(
     space = write(tmp_path / "shared.yaml", {**SPACE, "n_trials": 6})
     command = sweep_command(data_dir, "--space", str(space), "--config", str(fast), "--storage", postgres.url, *SLOW)
     started = time.monotonic()
-    machines = [_start(command, start_new_session=True) for _ in range(2)]
+    machines = [_start(command, start_new_session=True)]
     try:
         deadline = time.monotonic() + 180
+        while not Path("runs/shared/trial_0").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.2)  # the second joins once the study is made: two first connections race to make its tables
+        machines.append(_start(command, start_new_session=True))
         while time.monotonic() < deadline:
             load = optuna_study(postgres.url, "shared")
             if load and len([t for t in load if t.state == TrialState.RUNNING and "run_dir" in t.user_attrs]) == 2:
@@ -225,8 +226,5 @@ def test_two_sweeps_on_one_postgresql_study_are_stopped_and_go_on(
 
 
 def optuna_study(url: str, name: str) -> list:
-    """The trials of study ``name`` in the database at ``url``; none before it is made."""
-    try:
-        return optuna.load_study(study_name=name, storage=url).trials
-    except KeyError:
-        return []
+    """The trials of study ``name`` in the database at ``url``; none before its first trial began (see above)."""
+    return optuna.load_study(study_name=name, storage=url).trials if Path(f"runs/{name}/trial_0").is_dir() else []
