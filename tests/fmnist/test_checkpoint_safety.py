@@ -76,17 +76,6 @@ ATTACKS: list[tuple[Callable[[dict, Path], None], str, str]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def real_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The ``last.ckpt`` of a real one-epoch fit on synthetic data."""
-    from tests.helpers import fit_in, write_dataset
-
-    root = tmp_path_factory.mktemp("trained")
-    data = write_dataset(root / "data")
-    (run,) = fit_in(root, *_data_args(data), "--trainer.max_epochs", "1", "--test_after_fit", "false")
-    return run / "checkpoints" / "last.ckpt"
-
-
 @pytest.fixture
 def attacker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An importable module that leaves ``imported.marker`` when imported; returns the folder of the markers."""

@@ -29,7 +29,6 @@ from fmnist.checkpoints import UnsafeCheckpointError
 from fmnist.data import FashionMNISTDataModule
 from fmnist.module import FashionMNISTClassifier
 from tests.fmnist import hostile
-from tests.helpers import fit_in, write_dataset
 
 HOSTILE_MODULE = "fmnist_walk_payload"  # written per test, imported by nothing but an attack
 #: torch's annotations name these under ``TYPE_CHECKING`` only; jsonargparse resolves them the same way
@@ -152,14 +151,6 @@ def _hostile_name(value: Any) -> str:
     return re.search(rf"({hostile.__name__}|{HOSTILE_MODULE})[\w.]*", repr(value))[0]
 
 
-@pytest.fixture(scope="module")
-def real_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("trained")
-    data = write_dataset(root / "data")
-    (run,) = fit_in(root, *_data_args(data), "--trainer.max_epochs", "1", "--test_after_fit", "false")
-    return run / "checkpoints" / "last.ckpt"
-
-
 @pytest.fixture
 def attack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real_checkpoint: Path) -> Any:
     """Builds the hostile checkpoint for a case; after the test, asserts that nothing it names ran or was imported."""
@@ -181,10 +172,6 @@ def attack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real_checkpoint: Pat
     assert not marker.exists(), "the checkpoint's code was called"
     assert not (tmp_path / "imported.marker").exists(), "the checkpoint's module was imported"
     assert HOSTILE_MODULE not in sys.modules
-
-
-def _data_args(data: Path) -> list[str]:
-    return ["--data.data_dir", str(data), "--data.val_size", "128", "--data.download", "false"]
 
 
 def test_the_walk_covers_the_space() -> None:
