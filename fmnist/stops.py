@@ -12,6 +12,7 @@ that resumes it.
 
 import shlex
 import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,8 @@ class StopSignals:
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> "StopSignals":
-        self.previous = {signum: signal.signal(signum, self._handle) for signum in STATUS}
+        if threading.current_thread() is threading.main_thread():  # elsewhere Python takes no handler
+            self.previous = {signum: signal.signal(signum, self._handle) for signum in STATUS}
         return self
 
     def __exit__(self, *exception: Any) -> None:

@@ -35,7 +35,7 @@ def _fit_args(data: Path) -> list[str]:
 
 def _slow(stage: str) -> list[str]:
     """Batches of ``stage`` made slower (:mod:`tests.fmnist.slow_steps`), so that a signal lands in it."""
-    seconds = "0.05" if stage == "train" else "0.2"  # 32 training batches, 16 validation batches
+    seconds = "0.05" if stage == "train" else "0.3"  # 32 training batches (1.6 s), 16 validation batches (4.8 s)
     return [
         "--trainer.callbacks+", "tests.fmnist.slow_steps.SlowSteps",
         "--trainer.callbacks.stage", stage, "--trainer.callbacks.seconds", seconds,
@@ -65,7 +65,9 @@ def test_sigterm_keeps_the_moment_and_the_run_goes_on_as_one(tmp_path: Path, sta
     (a resumed run does not validate a half-validated epoch again). Either way the run goes on as one."""
     data = write_dataset(tmp_path / "data")
     args = [*_fit_args(data), *ONE_CYCLE, *_slow(stage)]
-    done = _stopped(args, signal.SIGTERM, tmp_path)
+    # 0.5 s after the first epoch's checkpoint: in the second epoch's training; 2 s: past it (a few hundred ms
+    # on a slow CPU), in its validation
+    done = _stopped(args, signal.SIGTERM, tmp_path, after=0.5 if stage == "train" else 2.0)
     assert done.returncode == 143, done.stderr
     assert "Traceback" not in done.stderr and "Received SIGTERM" not in done.stderr
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("fmnist:")]
@@ -155,7 +157,7 @@ def test_sigterm_ends_validate_with_143_and_one_line(tmp_path: Path) -> None:
     deadline = time.monotonic() + 120
     while "fmnist validate:" not in (process.stdout.readline() if process.poll() is None else "fmnist validate:"):
         assert time.monotonic() < deadline
-    time.sleep(1)  # into the validation's batches (0.2 s each)
+    time.sleep(2)  # past the data's set-up, into the validation's batches (0.3 s each, 4.8 s in all)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 143, err
