@@ -7,6 +7,7 @@ its 30 epochs as fit into 14 minutes on the machine it runs on, and its one-cycl
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
@@ -60,6 +61,7 @@ class TimeBudget(Callback):
             sets both the plan and the hard stop.
         probe_steps: training steps timed before the epochs are chosen, after two untimed ones.
         margin: the share of the budget left for what the forecast does not see.
+        clock: the seconds, as ``time.monotonic`` gives them (its default); tests drive it.
 
     Example::
 
@@ -67,7 +69,13 @@ class TimeBudget(Callback):
         trainer = Trainer(max_epochs=20, max_time="00:00:02:00", callbacks=[TimeBudget()])  # 2 minutes
     """
 
-    def __init__(self, minutes: float | None = None, probe_steps: int = 10, margin: float = 0.1) -> None:
+    def __init__(
+        self,
+        minutes: float | None = None,
+        probe_steps: int = 10,
+        margin: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if minutes is not None and not minutes > 0:
             raise MisconfigurationException(f"TimeBudget: minutes must be above 0, got {minutes:g}")
         if probe_steps < 1:
@@ -76,7 +84,7 @@ class TimeBudget(Callback):
             raise MisconfigurationException(
                 f"TimeBudget: margin must be from 0 up to (not including) 1, got {margin:g}"
             )
-        self.minutes, self.probe_steps, self.margin = minutes, probe_steps, margin
+        self.minutes, self.probe_steps, self.margin, self.clock = minutes, probe_steps, margin, clock
         self.budget = minutes  #: the budget in minutes: ``minutes``, or what ``max_time`` leaves when fit starts
         self.epochs: int | None = None  #: the epochs chosen; None before they are, or when they cannot be
         self.epoch_seconds: float | None = None  #: the forecast of an epoch, its validation included
@@ -99,7 +107,7 @@ class TimeBudget(Callback):
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         if stage == "fit":
-            self._start, self._active, self._resumed, self._told = time.monotonic(), True, False, False
+            self._start, self._active, self._resumed, self._told = self.clock(), True, False, False
             self._most = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs > 0 else math.inf
             self.epochs, self.epoch_seconds, self.paces, self._marks, self._val_seconds = None, None, [], [], []
             self.budget = self.minutes_for(trainer)
@@ -122,7 +130,7 @@ class TimeBudget(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         if trainer.sanity_checking:
-            self._val_seconds.append(-time.perf_counter())
+            self._val_seconds.append(-self.clock())
 
     @override
     def on_validation_batch_end(
@@ -135,7 +143,7 @@ class TimeBudget(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         if trainer.sanity_checking:
-            self._val_seconds[-1] += time.perf_counter()
+            self._val_seconds[-1] += self.clock()
 
     @override
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -148,7 +156,7 @@ class TimeBudget(Callback):
 
     @override
     def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        now = time.monotonic()
+        now = self.clock()
         last, self._epoch_start = now - self._epoch_start, now
         if not self._active:
             return
@@ -169,7 +177,7 @@ class TimeBudget(Callback):
         # after Lightning has stepped the schedules of this batch: the plan starts from the next step
         if not self._active or self.epochs is not None:
             return
-        self._marks.append(time.monotonic())
+        self._marks.append(self.clock())
         if len(self._marks) - 1 < min(WARMUP_STEPS + self.probe_steps, trainer.num_training_batches):
             return
         plan = self._plan(trainer) if trainer.is_global_zero else None

@@ -3,7 +3,7 @@
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -23,19 +23,11 @@ from tests.helpers import events, run_dirs
 MAX_LR = 0.01
 FINAL_LR = MAX_LR / 25 / 1e4  # OneCycleLR's defaults: div_factor 25, final_div_factor 1e4
 STEPS_PER_EPOCH = 4  # 256 training images (384 less 128 for validation), batches of 64
-#: A network whose own step is short next to the sleeps that stand for a slow machine.
+#: A small network: the steps' real time does not matter (the tests' clock is a :class:`Machine`), only their count.
 TINY_NETWORK = {"conv1_channels": 4, "conv2_channels": 8, "hidden_size": 16, "batch_norm": True}
 RANK_ZERO = "lightning.pytorch.utilities.rank_zero"
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on two cores shared with other jobs, two threads wait for each other and a step
-    of the tiny network takes ten times as long, more than the sleeps that stand for a slow machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: Seconds of a training step and of a validation step on the tests' fast machine.
+STEP, VALIDATION = 0.01, 0.005
 
 
 @pytest.fixture
@@ -45,22 +37,33 @@ def printed(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
     return lambda: [record.getMessage() for record in caplog.records if record.name == RANK_ZERO]
 
 
-class Sleep(pl.Callback):
-    """A machine that is slower by ``seconds`` a training step in the epochs ``when`` accepts."""
+class Machine(pl.Callback):
+    """The machine a test runs on, as ``TimeBudget(clock=machine)`` sees it: its clock moves by ``seconds`` a
+    training step in the epochs ``when`` accepts (:data:`STEP` in the others), by :data:`VALIDATION` a validation
+    step, and by nothing else. No test waits or reads the wall clock; the run's real speed does not matter.
 
-    def __init__(self, seconds: float, when: Callable[[int], bool]) -> None:
-        self.seconds, self.when = seconds, when
+    It moves at the start of a step, and comes after the budget among the callbacks (:func:`fit`), so the
+    budget's reads at a step's start and end see the step's time between them.
+    """
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
-        if self.when(trainer.current_epoch):
-            time.sleep(self.seconds)
+    def __init__(self, seconds: float = 0.01, when: Callable[[int], bool] = lambda epoch: True) -> None:
+        self.seconds, self.when, self.now = seconds, when, 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args) -> None:
+        self.now += self.seconds if self.when(trainer.current_epoch) else STEP
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, *args) -> None:
+        self.now += VALIDATION
 
 
 def fit(
     data_dir: Path, budget: pl.Callback, max_epochs: int, *callbacks: pl.Callback, **kwargs
 ) -> tuple[pl.Trainer, float]:
     """fmnist's module with AdamW and (unless ``scheduler`` is given) a per-step one-cycle schedule on progress,
-    of open length; the trainer and fit's seconds."""
+    of open length; the trainer and fit's seconds on the budget's clock (a :class:`Machine` among ``callbacks``)."""
     ckpt_path = kwargs.pop("ckpt_path", None)
     one_cycle = functools.partial(OneCycleProgressLR, max_lr=MAX_LR, total_steps=None)
     scheduler, interval = kwargs.pop("scheduler", (one_cycle, "step"))
@@ -74,9 +77,10 @@ def fit(
         callbacks=[budget, LearningRateMonitor(), *callbacks], enable_checkpointing=True,
         enable_progress_bar=False, enable_model_summary=False, **kwargs,
     )  # fmt: skip
-    start = time.monotonic()
+    clock = getattr(budget, "clock", time.monotonic)
+    start = clock()
     trainer.fit(model, data, ckpt_path=ckpt_path, weights_only=False)  # the hparams hold the optimizer class
-    return trainer, time.monotonic() - start
+    return trainer, clock() - start
 
 
 def every_epoch(folder: str) -> ModelCheckpoint:
@@ -102,12 +106,12 @@ def budget_lines(printed: Callable[[], list[str]], start: str = "TimeBudget") ->
 
 
 def test_slower_steps_get_fewer_epochs_and_the_whole_schedule_ends_inside_the_budget(data_dir: Path, printed) -> None:
-    # a generous margin: the tests share two busy cores, whose speed changes from one second to the next
-    fast = TimeBudget(minutes=0.15, probe_steps=3, margin=0.5)
-    fit(data_dir, fast, 10, max_steps=STEPS_PER_EPOCH)  # the epochs are chosen within the first
+    fast_machine, slow_machine = Machine(), Machine(0.25)
+    fast = TimeBudget(minutes=0.15, probe_steps=3, margin=0.5, clock=fast_machine)
+    fit(data_dir, fast, 10, fast_machine, max_steps=STEPS_PER_EPOCH)  # the epochs are chosen within the first
 
-    slow = TimeBudget(minutes=0.15, probe_steps=3, margin=0.5)
-    trainer, seconds = fit(data_dir, slow, 10, Sleep(0.25, lambda epoch: True))  # steps the budget times
+    slow = TimeBudget(minutes=0.15, probe_steps=3, margin=0.5, clock=slow_machine)
+    trainer, seconds = fit(data_dir, slow, 10, slow_machine)  # steps the budget times
     assert 1 <= slow.epochs < fast.epochs <= 10, "slower steps, fewer epochs"
     assert slow.epoch_seconds >= STEPS_PER_EPOCH * 0.25
     assert trainer.current_epoch == slow.epochs and trainer.global_step == slow.epochs * STEPS_PER_EPOCH
@@ -119,25 +123,30 @@ def test_slower_steps_get_fewer_epochs_and_the_whole_schedule_ends_inside_the_bu
 
 
 def test_the_budget_never_raises_max_epochs_and_prints_one_line(data_dir: Path, printed) -> None:
-    budget = TimeBudget(minutes=60, probe_steps=2)
-    trainer, _ = fit(data_dir, budget, max_epochs=2)
+    machine = Machine()
+    budget = TimeBudget(minutes=60, probe_steps=2, clock=machine)
+    trainer, _ = fit(data_dir, budget, 2, machine)
     assert budget.epochs == 2 and trainer.current_epoch == 2
     [line] = budget_lines(printed)
     assert f"a training step x {STEPS_PER_EPOCH} steps + " in line and " s of validation = " in line
     assert line.endswith(" of the 60 min budget") and " -> 2 of 2 epochs, " in line
 
-    fit(data_dir, TimeBudget(minutes=60, probe_steps=2), max_epochs=1, num_sanity_val_steps=0)
+    machine = Machine()
+    fit(data_dir, TimeBudget(minutes=60, probe_steps=2, clock=machine), 1, machine, num_sanity_val_steps=0)
     assert " steps + validation not timed (no sanity check) = " in budget_lines(printed)[-1]
 
 
 def test_without_minutes_the_budget_is_the_trainers_max_time(data_dir: Path, printed) -> None:
-    budget = TimeBudget(probe_steps=2)
-    trainer, _ = fit(data_dir, budget, max_epochs=2, max_time="00:00:30:00")
+    machine = Machine()
+    budget = TimeBudget(probe_steps=2, clock=machine)
+    trainer, _ = fit(data_dir, budget, 2, machine, max_time="00:00:30:00")
     assert budget.budget == pytest.approx(30, abs=0.01) and budget.epochs == 2 and trainer.current_epoch == 2
     assert budget_lines(printed)[-1].endswith(" of the 30 min budget")
     # the same slow steps get fewer epochs in a short max_time, one number for the plan and the hard stop
-    short = TimeBudget(probe_steps=3, margin=0.5)
-    trainer, seconds = fit(data_dir, short, 10, Sleep(0.25, lambda epoch: True), max_time={"seconds": 9})
+    # (the budget's clock is the tests' machine, max_time's Lightning's Timer: a real 9 s, never reached here)
+    slow = Machine(0.25)
+    short = TimeBudget(probe_steps=3, margin=0.5, clock=slow)
+    trainer, seconds = fit(data_dir, short, 10, slow, max_time={"seconds": 9})
     assert short.budget == pytest.approx(0.15, abs=0.01) and 1 <= short.epochs < 10
     assert trainer.current_epoch == short.epochs and seconds < 9
 
@@ -159,8 +168,9 @@ def test_timing_leaves_the_run_as_it_would_be_without_it(data_dir: Path) -> None
 
 def test_one_slow_epoch_does_not_move_the_plan(data_dir: Path, printed) -> None:
     # epoch 1 alone is 3 s slower: the pace of epoch 1 alone would plan 3 or 4 of the 8 epochs
-    budget = TimeBudget(minutes=0.25, probe_steps=3, margin=0.2)
-    trainer, seconds = fit(data_dir, budget, 8, Sleep(0.75, lambda epoch: epoch == 1))
+    machine = Machine(0.75, lambda epoch: epoch == 1)
+    budget = TimeBudget(minutes=0.25, probe_steps=3, margin=0.2, clock=machine)
+    trainer, seconds = fit(data_dir, budget, 8, machine)
     assert budget.paces[2] > STEPS_PER_EPOCH * 0.75 > 4 * max(budget.paces[:2] + budget.paces[3:])
     assert budget.epochs == trainer.current_epoch == 8 and seconds < 15
     assert budget_lines(printed, "TimeBudget: epoch") == []
@@ -168,8 +178,9 @@ def test_one_slow_epoch_does_not_move_the_plan(data_dir: Path, printed) -> None:
 
 
 def test_a_slowdown_after_the_plan_gets_fewer_epochs_and_a_schedule_that_still_ends(data_dir: Path, printed) -> None:
-    budget = TimeBudget(minutes=0.25, probe_steps=3, margin=0.2)
-    trainer, seconds = fit(data_dir, budget, 10, Sleep(0.4, lambda epoch: epoch >= 1), every_epoch("ckpt"))
+    machine = Machine(0.4, lambda epoch: epoch >= 1)
+    budget = TimeBudget(minutes=0.25, probe_steps=3, margin=0.2, clock=machine)
+    trainer, seconds = fit(data_dir, budget, 10, machine, every_epoch("ckpt"))
     assert budget.paces[1] < STEPS_PER_EPOCH * 0.4 < min(budget.paces[2:])
     assert 3 <= budget.epochs < 10 and trainer.current_epoch == budget.epochs
     assert seconds < 15, f"fit took {seconds:.1f} s of a 15 s budget"
@@ -191,8 +202,9 @@ def test_a_slowdown_after_the_plan_gets_fewer_epochs_and_a_schedule_that_still_e
 def test_a_forecast_slower_than_the_run_gets_more_epochs_and_a_schedule_that_still_ends(
     data_dir: Path, printed
 ) -> None:
-    budget = TimeBudget(minutes=0.25, probe_steps=3, margin=0.5)
-    trainer, seconds = fit(data_dir, budget, 10, Sleep(0.4, lambda epoch: epoch == 0))  # the steps timed
+    machine = Machine(0.4, lambda epoch: epoch == 0)  # the steps timed
+    budget = TimeBudget(minutes=0.25, probe_steps=3, margin=0.5, clock=machine)
+    trainer, seconds = fit(data_dir, budget, 10, machine)
     planned = budget_lines(printed)[0].split(" -> ")[1].split()[0]
     assert budget.paces[0] > STEPS_PER_EPOCH * 0.4 > 2 * max(budget.paces[2:])
     assert 2 <= int(planned) < budget.epochs == trainer.current_epoch == 10, "more, never more than max_epochs"
@@ -205,9 +217,10 @@ def test_a_forecast_slower_than_the_run_gets_more_epochs_and_a_schedule_that_sti
 
 def test_a_schedule_not_on_progress_keeps_its_length_and_the_budget_says_so_once(data_dir: Path) -> None:
     one_cycle = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=MAX_LR, total_steps=None)
-    budget = TimeBudget(minutes=0.15, probe_steps=3, margin=0.5)
+    machine = Machine(0.25)
+    budget = TimeBudget(minutes=0.15, probe_steps=3, margin=0.5, clock=machine)
     with pytest.warns(UserWarning, match="TimeBudget: OneCycleLR cannot be planned again") as warned:
-        trainer, _ = fit(data_dir, budget, 10, Sleep(0.25, lambda epoch: True), scheduler=(one_cycle, "step"))
+        trainer, _ = fit(data_dir, budget, 10, machine, scheduler=(one_cycle, "step"))
     assert len([w for w in warned if "cannot be planned again" in str(w.message)]) == 1
     assert budget.epochs == trainer.current_epoch < 10
     assert trainer.lr_scheduler_configs[0].scheduler.total_steps == 10 * STEPS_PER_EPOCH, "made for 10 epochs"
