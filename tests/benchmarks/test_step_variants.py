@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO
 
 
@@ -11,6 +13,7 @@ def run(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
+@pytest.mark.slow  # a real benchmark process
 def test_step_variants_prints_a_row_per_variant_against_the_first() -> None:
     done = run("--config", "speed/5min.yaml", "--variants", "eager,fused,batch2x", "--rounds", "1", "--steps", "2")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -24,6 +27,7 @@ def test_step_variants_prints_a_row_per_variant_against_the_first() -> None:
         assert float(ms) > 0 and float(images.replace(",", "")) > 0 and float(first) > 0
 
 
+@pytest.mark.slow  # real benchmark processes
 def test_step_variants_names_bad_input_in_one_line() -> None:
     done = run("--variants", "eager,jit")
     assert done.returncode == 2 and done.stderr.splitlines()[-1].endswith(

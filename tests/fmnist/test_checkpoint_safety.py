@@ -149,6 +149,7 @@ def test_a_hostile_hparams_file_is_refused_by_load_from_checkpoint(real_checkpoi
     _untouched(attacker)
 
 
+@pytest.mark.slow  # real processes
 @pytest.mark.parametrize("subcommand", ["fit", "validate"])
 def test_the_command_line_process_refuses_it_too(
     real_checkpoint: Path, attacker: Path, tmp_path: Path, subcommand: str
@@ -253,7 +254,9 @@ TRAINED_WITH = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", TRAINED_WITH)
+@pytest.mark.parametrize(  # Adam (the default) in the fast suite, every one in the full suite
+    "name", [pytest.param(name, marks=[pytest.mark.slow] if i else []) for i, name in enumerate(TRAINED_WITH)]
+)
 def test_checkpoints_fmnist_writes_load_as_before(fmnist, name: str) -> None:
     options = [*TRAINED_WITH[name], "--trainer.limit_train_batches", "3", "--test_after_fit", "false"]
     assert fmnist("fit", *options, "--trainer.max_epochs", "1") == 0

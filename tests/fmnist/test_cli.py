@@ -120,6 +120,7 @@ def test_every_config_parses(config: str, capsys) -> None:
     assert "trainer:" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # real processes
 def test_python_dash_m_works_from_any_directory(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "fmnist", "fit", "--print_config"], cwd=tmp_path, capture_output=True, text=True

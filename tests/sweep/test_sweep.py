@@ -150,7 +150,11 @@ def test_every_space_file_in_configs_passes_the_checks(path: Path, monkeypatch: 
     assert check_against_fit(settings["fit"], params) == "runs" and params
 
 
-@pytest.mark.parametrize("path", SPACE_FILES, ids=[p.name for p in SPACE_FILES])
+@pytest.mark.parametrize(
+    "path",  # the first in the fast suite, every one in the full suite
+    [pytest.param(path, marks=[pytest.mark.slow] if i else []) for i, path in enumerate(SPACE_FILES)],
+    ids=[p.name for p in SPACE_FILES],
+)
 def test_every_space_file_in_configs_runs_its_first_trial(path: Path, fmnist: Callable[..., int]) -> None:
     """A space file is only as good as the fits it starts: each one's first trial, cut to 2 batches, must end."""
     Path("configs").symlink_to(REPO / "configs")  # the files name their fit configs as configs/...
