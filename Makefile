@@ -13,7 +13,7 @@ EPOCHS ?= 5
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,profiler,postgres]"
+	$(PY) -m pip install --quiet -e ".[test,profiler,postgres,export]"
 	touch $@
 
 install: $(VENV)/.installed
