@@ -1,8 +1,9 @@
 """The entry point of ``python -m fmnist`` and of the ``fmnist`` console script.
 
 ``fit|validate|test|predict`` go to the fit CLI (:mod:`fmnist.cli`), ``sweep`` to the sweep
-(:mod:`fmnist.sweep`). What goes wrong ends the command through :func:`fmnist.exits.end`: one
-``fmnist: error:`` line and its exit status. Nothing in fmnist imports this module.
+(:mod:`fmnist.sweep`), ``export`` to :mod:`fmnist.export`. What goes wrong ends the command through
+:func:`fmnist.exits.end`: one ``fmnist: error:`` line and its exit status. Nothing in fmnist imports
+this module.
 """
 
 import gc
@@ -34,6 +35,10 @@ def main(args: list[str] | None = None) -> None:
                 from fmnist.sweep.command import sweep  # Optuna is imported only by the command that uses it
 
                 sweep(given[1:])
+            elif command == ["export"]:
+                from fmnist.export.command import export  # onnx and onnxruntime: only the command that uses them
+
+                export(given[1:])
             else:  # None: LightningCLI reads sys.argv
                 FashionCLI(args, trainer_defaults={"callbacks": [stopped, signalled]})
         end_process_group()
