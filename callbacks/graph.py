@@ -1,25 +1,30 @@
 """The model graph in TensorBoard's Graphs tab. On by default in ``python -m fmnist fit``."""
 
+import tempfile
 import warnings
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.callbacks import Callback
+from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+from tensorboard.compat.proto.event_pb2 import Event
 from torch import Tensor
-from torch.utils.tensorboard._pytorch_graph import graph
+from torch.utils.tensorboard import SummaryWriter
 from typing_extensions import override
 
 from callbacks.contract import structure, warn_once
 from callbacks.sampling import evaluating
-from callbacks.tensorboard import find_tensorboard
+from callbacks.tensorboard import event_file, find_tensorboard
 
-#: Graphs traced in this process, by what their trace depends on (:func:`~callbacks.contract.structure`), the latest last.
-#: Each trace takes a fraction of a second and keeps some TorchScript memory for the rest of the process
-#: (pytorch/pytorch#35600; ``add_graph`` traces three times, its check included), which a sweep's worker
-#: paid for every trial of the same network (fmnist's docs/results.md, "A worker's memory").
-_TRACED: "OrderedDict[tuple, Any]" = OrderedDict()
+#: Graphs traced in this process, as the event records ``SummaryWriter.add_graph`` wrote, by what their trace
+#: depends on (:func:`~callbacks.contract.structure`), the latest last. Each trace takes a fraction of a second and
+#: keeps some TorchScript memory for the rest of the process (pytorch/pytorch#35600; ``add_graph`` traces three
+#: times, its check included), which a sweep's worker paid for every trial of the same network (fmnist's
+#: docs/results.md, "A worker's memory").
+_TRACED: "OrderedDict[tuple, list[bytes]]" = OrderedDict()
 #: Networks whose graphs are kept; a few kilobytes each.
 MAX_TRACED = 16
 
@@ -81,12 +86,32 @@ class ModelGraph(Callback):
                 warnings.filterwarnings("ignore", ".*torch.jit.*deprecated", FutureWarning)
                 example = move_data_to_device(example, pl_module.device)
                 key = structure(pl_module, example)
-                traced = _TRACED.pop(key, None) or graph(pl_module, example)
-            _TRACED[key] = traced
+                records = _TRACED.pop(key, None) or trace(pl_module, example)
+            _TRACED[key] = records
             while len(_TRACED) > MAX_TRACED:
                 _TRACED.popitem(last=False)
-            # Private, both: SummaryWriter.add_graph (the public way, used before) traces at every call and
-            # cannot write a graph traced before; these are the function it traces with and what it writes with
-            writer._get_file_writer().add_graph(traced)
+            with event_file(writer) as file_writer:
+                for record in records:
+                    file_writer.add_event(Event.FromString(record))
         except Exception as err:  # tracing fails in many ways (data-dependent control flow, dict outputs...)
             warn_once(self, f"could not trace the model ({type(err).__name__}: {err}); no graph is written.")
+
+
+def trace(model: Any, example: Any) -> list[bytes]:
+    """The event records of ``model``'s graph traced on ``example``: the graph and its run metadata, as
+    ``SummaryWriter.add_graph`` writes them, to be written into any run as often as wanted.
+
+    ``add_graph`` traces at every call and writes straight into its writer's event file; here it writes into a
+    throwaway one, read back with TensorBoard's own loader (torch's tracing function is private).
+    """
+    with tempfile.TemporaryDirectory(prefix="fmnist-graph-") as folder:
+        with SummaryWriter(folder) as scratch:
+            scratch.add_graph(model, example)
+        files = sorted(Path(folder).glob("events.out.tfevents.*"))
+        records = [record for file in files for record in RawEventFileLoader(str(file)).Load()]
+    # the first record of a file is its version stamp; keep the graph and its step metadata
+    return [record for record in records if Event.FromString(record).WhichOneof("what") in GRAPH_RECORDS]
+
+
+#: What ``add_graph`` writes: the graph, and the run metadata TensorBoard shows beside it.
+GRAPH_RECORDS = ("graph_def", "tagged_run_metadata")

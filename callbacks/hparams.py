@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from typing_extensions import override
 
-from callbacks.tensorboard import find_tensorboard
+from callbacks.tensorboard import event_file, find_tensorboard
 
 
 class HyperparameterTable(Callback):
@@ -70,11 +70,10 @@ def write_session(
         data = plugin_data_pb2.HParamsPluginData.FromString(end.value[0].metadata.plugin_data.content)
         data.session_end_info.status = api_pb2.Status.Value(status)
         end.value[0].metadata.plugin_data.content = data.SerializeToString()
-    # Private: SummaryWriter's public add_hparams writes into a new sub-run of its own, so the table's
-    # row would not be this run's; its file writer is the run's event file.
-    file_writer = writer._get_file_writer()
-    for summary in (experiment, start, end):
-        file_writer.add_summary(summary)
+    # SummaryWriter's add_hparams writes into a new sub-run of its own, so the table's row would not be this run's
+    with event_file(writer) as file_writer:
+        for summary in (experiment, start, end):
+            file_writer.add_summary(summary)
 
 
 def run_hparams(trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> dict[str, Any]:

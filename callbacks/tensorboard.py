@@ -1,9 +1,13 @@
 """The one place where callbacks find the run's TensorBoard writer."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.writer import FileWriter
 
 from callbacks.contract import warn_once
 
@@ -32,3 +36,21 @@ def epoch_step(trainer: "pl.Trainer") -> int:
     step is ``trainer.global_step``) then continues strictly after it.
     """
     return max(trainer.global_step - 1, 0)
+
+
+@contextmanager
+def event_file(writer: SummaryWriter) -> Iterator[FileWriter]:
+    """The run's event file, for records ``SummaryWriter`` has no ``add_*`` method for (an HParams session, a
+    graph traced before).
+
+    That is the writer's public ``file_writer``; a closed writer has none, and then a new event file in the
+    same folder takes the records, closed on leaving (TensorBoard reads every event file of a folder as one run).
+    """
+    if writer.file_writer is not None:
+        yield writer.file_writer
+        return
+    file_writer = FileWriter(writer.get_logdir())
+    try:
+        yield file_writer
+    finally:
+        file_writer.close()

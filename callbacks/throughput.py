@@ -12,10 +12,6 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.throughput import Throughput, get_available_flops, measure_flops
 from lightning.pytorch.callbacks import Callback
-
-# Private, and the one name taken from Lightning's ThroughputMonitor module: its mapping from the
-# precision plugin to the compute dtype whose peak get_available_flops looks up (no public equivalent).
-from lightning.pytorch.callbacks.throughput_monitor import _plugin_to_compute_dtype
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor
@@ -45,6 +41,24 @@ def count_images(batch: Any) -> int:
     if isinstance(batch, Mapping) and batch:
         return count_images(next(iter(batch.values())))
     return 0
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """The dtype a Trainer's ``precision`` multiplies in, the one whose peak ``get_available_flops`` looks up.
+
+    Lightning's ThroughputMonitor maps the precision plugin with a private function; the public
+    ``trainer.precision`` string says the same for every precision the Trainer accepts.
+
+    >>> [compute_dtype(p) for p in ("32-true", "bf16-mixed", "16-mixed", "64-true", "transformer-engine")]
+    [torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.int8]
+    """
+    precision = str(precision)
+    if precision.startswith("transformer-engine"):
+        return torch.int8  # FP8 matrix products, counted at int8's peak as Lightning does
+    for prefix, dtype in (("bf16", torch.bfloat16), ("16", torch.float16), ("64", torch.float64)):
+        if precision.startswith(prefix):
+            return dtype
+    return torch.float32
 
 
 class EpochThroughput(Callback):
@@ -101,9 +115,7 @@ class EpochThroughput(Callback):
     @override
     @rank_zero_only
     def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        peak = self.peak_flops or get_available_flops(
-            trainer.strategy.root_device, _plugin_to_compute_dtype(trainer.precision_plugin)
-        )
+        peak = self.peak_flops or get_available_flops(trainer.strategy.root_device, compute_dtype(trainer.precision))
         # one value per epoch: a window of two cumulative updates, the previous epoch's end and this one's
         self._throughput = Throughput(available_flops=peak, world_size=trainer.world_size, window_size=2)
         self._throughput.update(time=0.0, batches=0, samples=0, flops=0)

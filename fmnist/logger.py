@@ -15,6 +15,7 @@ from fsspec.utils import get_protocol
 from jsonargparse.typing import PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.tensorboard import SummaryWriter
 from typing_extensions import override
 
 from callbacks.hparams import chosen_hparams
@@ -88,20 +89,30 @@ class RunLogger(TensorBoardLogger):
             purge_step=purge_step,
             **kwargs,
         )
+        #: Numbered automatically (no ``version`` given): the number this logger claimed, once it has.
+        self._numbered, self._version_claimed = version is None, None
+        #: The writer ``experiment`` made, if it has made one (reading ``experiment`` would make one).
+        self._writer: SummaryWriter | None = None
         #: The run folder this logger created, and the topmost folder it had to create for it.
         self._created: tuple[Path, Path] | None = None
         #: Removes that folder, if still empty, when this logger is collected or the process ends.
         self._release: weakref.finalize | None = None
 
+    @property
     @override
-    def _get_next_version(self) -> int:
-        # Private, and Lightning's one place that picks the version number; no public hook decides it,
-        # and claiming the folder has to happen exactly when the number is handed out
-        version = super()._get_next_version()
-        if rank_zero_only.rank != 0 or get_protocol(self.root_dir) != "file":
-            # other ranks receive rank zero's folder through Trainer.log_dir; remote file systems
-            # have no atomic mkdir that fsspec promises, so they keep Lightning's listing
-            return version
+    def version(self) -> int | str:
+        if self._version_claimed is not None:
+            return self._version_claimed
+        version = super().version  # as given, or Lightning's pick: the highest version_<n> listed, plus one
+        # other ranks receive rank zero's folder through Trainer.log_dir; remote file systems have no atomic
+        # mkdir that fsspec promises, so they keep Lightning's listing
+        if self._numbered and rank_zero_only.rank == 0 and get_protocol(self.root_dir) == "file":
+            version = self._claim(version)
+        self._version_claimed = version
+        return version
+
+    def _claim(self, version: int) -> int:
+        """Create ``version_<version>``, or the next free number's folder; that number."""
         while True:
             # the folder log_dir names, with ``~`` and ``$VARS`` expanded as log_dir does
             path = Path(os.path.expanduser(os.path.expandvars(os.path.join(self.root_dir, f"version_{version}"))))
@@ -117,6 +128,13 @@ class RunLogger(TensorBoardLogger):
             self._release = weakref.finalize(self, _remove, path, topmost, only_if_empty=True)
             return version
 
+    @property
+    @override
+    def experiment(self) -> SummaryWriter:
+        writer = super().experiment
+        self._writer = writer
+        return writer
+
     @override
     @rank_zero_only
     def log_hyperparams(self, params: Any, metrics: dict[str, Any] | None = None, step: int | None = None) -> None:
@@ -131,10 +149,9 @@ class RunLogger(TensorBoardLogger):
     def finalize(self, status: str) -> None:
         # Lightning closes the writer at the end of every stage, so the test after fit would open a
         # second event file in the run folder. After a stage that succeeded the writer is flushed,
-        # not closed: the next stage appends to the same file, and close() ends it. (Lightning keeps
-        # the writer in _experiment; reading .experiment would create one just to close it.)
-        if status == "success" and self._experiment is not None:
-            self._experiment.flush()
+        # not closed: the next stage appends to the same file, and close() ends it.
+        if status == "success" and self._writer is not None:
+            self._writer.flush()
             self.save()
         else:
             super().finalize(status)
@@ -144,8 +161,8 @@ class RunLogger(TensorBoardLogger):
     @rank_zero_only
     def close(self) -> None:
         """Close the run's event file, once its last stage is done; a later write opens a new file."""
-        if self._experiment is not None:  # Lightning's attribute: reading .experiment would create a writer
-            self._experiment.close()
+        if self._writer is not None:
+            self._writer.close()
 
     def discard(self) -> None:
         """Delete the run folder this logger created, for a run that failed before it began.
@@ -169,7 +186,8 @@ class RunLogger(TensorBoardLogger):
     @override
     def __getstate__(self) -> dict[str, Any]:
         # a copy (a DDP spawn, a deepcopy) does not own the claim; the original removes it
-        return {**super().__getstate__(), "_created": None, "_release": None}
+        # and a SummaryWriter does not pickle (Lightning drops its own reference to it likewise)
+        return {**super().__getstate__(), "_created": None, "_release": None, "_writer": None}
 
 
 def _remove(path: Path, topmost: Path, *, only_if_empty: bool) -> bool:

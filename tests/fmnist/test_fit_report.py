@@ -58,9 +58,10 @@ def test_help_names_fmnist_and_describes_it(subcommand: str | None, monkeypatch,
     assert "Lightning Trainer command line tool" not in out and "__main__.py" not in out
     if subcommand is None:
         assert "fmnist: the TensorBoard-with-PyTorch tutorial's CNN on Fashion-MNIST" in out
-        assert "fit train the model, then test it on the official 10k test split and print a summary" in out
-        assert "predict classify the test split, or your own pictures (--data.predict_path)" in out
-        assert "Runs the full optimization routine" not in out
+        assert "fit: train the model, then test it on the official 10k test split and print a summary" in out
+        assert "predict: classify the test split, or your own pictures (--data.predict_path)" in out
+        assert "validate: evaluate a checkpoint (--ckpt_path best|last|FILE) on the validation split" in out
+        assert all(f" {name} " in out.split("Available subcommands:")[1] for name in ("fit", "validate", "test"))
     elif subcommand == "fit":
         assert "--test_after_fit {true,false} fit only: after training, test the final model" in out
     else:
