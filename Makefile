@@ -8,15 +8,31 @@ PY := $(VENV)/bin/python
 SYSTEM_DATA := /usr/share/datasets/fashion-mnist
 EPOCHS ?= 5
 
-.PHONY: fit test test-all lint format data install tensorboard benchmark screenshots clean
+.PHONY: fit test test-all lint format data install lock tensorboard benchmark screenshots clean
 
-$(VENV)/.installed: pyproject.toml
+EXTRAS := test,profiler,postgres,export
+# the versions CI passed with (pyproject.toml keeps ranges); `make lock` refreshes it
+LOCK := constraints.txt
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,profiler,postgres,export]"
+	$(PY) -m pip install --quiet -c $(LOCK) --upgrade pip
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[$(EXTRAS)]"
 	touch $@
 
 install: $(VENV)/.installed
+
+# Refresh $(LOCK): the newest versions pyproject.toml's ranges allow, installed into a scratch venv and frozen
+# (its header comment kept), then .venv brought to them and the fast tests run; commit it if they pass.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet -e ".[$(EXTRAS)]"
+	{ sed -n '1,/^$$/p' $(LOCK); .venv-lock/bin/pip freeze --all --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .venv-lock
+	$(MAKE) test
 
 # Fashion-MNIST offline when possible: Debian's dataset-fashion-mnist package where apt works,
 # otherwise fmnist's DataModule downloads it with torchvision on first use.
