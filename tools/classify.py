@@ -15,6 +15,7 @@ import csv
 import glob
 import json
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -28,17 +29,24 @@ TRIM_TOLERANCE = 24  # gray levels from the border's median that still count as 
 COLUMNS = ("index", "file", "class_index", "class_name", "confidence")
 
 
+class Unusable(Exception):
+    """A model or pictures argument that cannot be used; the message says which and why."""
+
+
 def find(path: str) -> list[Path]:
     """The files ``path`` names: a file, the files of a folder (not its subfolders, not hidden ones), or a glob's."""
     if any(char in path for char in "*?["):
-        found = [Path(p) for p in glob.glob(path, recursive=True)]
+        found, what = [Path(p) for p in glob.glob(path, recursive=True)], "matches"
     elif Path(path).is_dir():
-        found = list(Path(path).iterdir())
+        found, what = list(Path(path).iterdir()), "holds"
     elif Path(path).exists():
         return [Path(path)]
     else:
-        raise SystemExit(f"classify: error: {path}: no such file or folder")
-    return sorted(p for p in found if p.is_file() and not p.name.startswith("."))
+        raise Unusable(f"{path}: no such file or folder")
+    files = sorted(p for p in found if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise Unusable(f"{path} {what} no files")
+    return files
 
 
 def read(file: Path) -> np.ndarray:
@@ -160,6 +168,8 @@ def classify(model: Path, pictures: str, out: csv.writer) -> list[Path]:
             files.append(file)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             left_out.append(file)
+    if not images:
+        raise Unusable(f"{pictures}: none of its {len(left_out)} files is a picture Pillow can read")
     run, class_names = load(model)
     out.writerow(COLUMNS)
     for start in range(0, len(images), 256):
@@ -176,10 +186,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model", type=Path, help="an exported .onnx or .pt file, its .json beside it")
     parser.add_argument("pictures", help="a picture, a folder of pictures, or a glob such as 'photos/*.jpg'")
     args = parser.parse_args(argv)
-    for file in (args.model, Path(f"{args.model}.json")):
-        if not file.is_file():
-            raise SystemExit(f"classify: error: {file}: no such file (python -m fmnist export writes both)")
-    left_out = classify(args.model, args.pictures, csv.writer(sys.stdout, lineterminator="\n"))
+    try:
+        for file in (args.model, Path(f"{args.model}.json")):
+            if not file.is_file():
+                raise Unusable(f"{file}: no such file (python -m fmnist export writes the model and its .json)")
+        # predict's dialect (csv's default), so that the output and predictions.csv compare byte for byte
+        left_out = classify(args.model, args.pictures, csv.writer(sys.stdout))
+        sys.stdout.flush()
+    except Unusable as err:  # one line and status 2, as fmnist's own mistakes
+        parser.exit(2, f"classify: error: {err}\n")
+    except BrokenPipeError:  # `| head`: the reader has what it wanted (the Python docs' recipe for SIGPIPE)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
     if left_out:
         files = ", ".join(map(str, left_out))
         print(f"classify: left out {len(left_out)} files that are not pictures or are broken: {files}", file=sys.stderr)

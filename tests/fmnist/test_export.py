@@ -250,6 +250,35 @@ def test_torchscript_export_says_torchscript_is_deprecated_and_keeps_only_its_fi
     assert card["format"] == "torchscript" and card["loaded_by"] == "torch.jit.load"
 
 
+@pytest.mark.parametrize(
+    ("model", "pictures_path", "line"),
+    [
+        ("gone.onnx", "photos", "gone.onnx: no such file (python -m fmnist export writes the model and its .json)"),
+        (
+            "bare.onnx",
+            "photos",
+            "bare.onnx.json: no such file (python -m fmnist export writes the model and its .json)",
+        ),
+        ("model.onnx", "nothing", "nothing: no such file or folder"),
+        ("model.onnx", "empty", "empty holds no files"),
+        ("model.onnx", "photos/*.gif", "photos/*.gif matches no files"),
+        ("model.onnx", "photos/8_notes.txt", "photos/8_notes.txt: none of its 1 files is a picture Pillow can read"),
+    ],
+)
+def test_classify_says_what_it_cannot_use_in_one_line(
+    tmp_path: Path, capsys, model: str, pictures_path: str, line: str
+) -> None:
+    garments(tmp_path / "photos")
+    (tmp_path / "empty").mkdir()
+    for name in ("bare.onnx", "model.onnx", "model.onnx.json"):
+        (tmp_path / name).write_text("{}")  # never loaded: each mistake is found before the model is
+    with pytest.raises(SystemExit) as ended:
+        classify.main([model, pictures_path])
+    assert ended.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"classify: error: {line}\n" and captured.out == ""
+
+
 # --- what export refuses ------------------------------------------------------------------------------------------
 
 
@@ -444,3 +473,25 @@ def test_on_real_data_the_proof_runs_on_the_10k_test_images_and_pictures_match_p
           "--data.predict_path", str(photos)])  # fmt: skip
     with open(run / "predictions.csv") as file:
         same_predictions(rows, list(csv.DictReader(file)))
+
+
+@pytest.mark.slow  # exports of both networks and a few hundred timed calls
+def test_the_latency_benchmark_prints_its_cpu_and_a_row_per_network_and_runtime() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.export_latency", "--repeats", "6", "--batches", "2", "--warmup", "2",
+         "--rounds", "2"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("CPU: ") and "avx512f: " in lines[0] and "threads" in lines[1]
+    rows = [line.split(" | ") for line in lines if line.startswith("| default") or line.startswith("| tuned")]
+    assert [(row[0], row[1]) for row in rows] == [
+        (f"| {network}", runtime)
+        for network in ("default (TTA: none)", "tuned (TTA: shift)")
+        for runtime in ("eager PyTorch", "TorchScript", "ONNX Runtime")
+    ]
+    for row in rows:
+        median, p99, per_second, difference = float(row[2]), float(row[3]), float(row[4].replace(",", "")), row[5]
+        assert 0 < median <= p99 and per_second > 0
+        assert float(difference.rstrip(" |")) <= 1e-5, "the three runtimes answer alike"
