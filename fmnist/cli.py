@@ -93,7 +93,8 @@ class FashionCLI(LightningCLI):
         if run:
             parser_kwargs["epilog"] = (
                 "Also: python -m fmnist sweep --space FILE [fit options]: search hyperparameters with Optuna"
-                " (python -m fmnist sweep --help)."
+                " (python -m fmnist sweep --help); python -m fmnist export --ckpt_path best|last|FILE: the model as"
+                " one ONNX or TorchScript file, proven equal to its checkpoint (python -m fmnist export --help)."
             )
             for name in SUBCOMMANDS:
                 parser_kwargs[name] = {**defaults, "description": f"{name}: {SUBCOMMAND_HELP[name]}."}

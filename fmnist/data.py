@@ -225,7 +225,7 @@ class FashionMNISTDataModule(CheckedLoading, LightningDataModule):
         self.predict_set, skipped = pictures.load(path, MEAN, STD)
         if skipped:
             rank_zero_warn(
-                f"data.predict_path: left out {len(skipped)} files that are not pictures or are broken: "
+                f"data.predict_path: left out {len(skipped)} files that are not pictures, are broken or are too thin: "
                 + ", ".join(str(file) for file in skipped)
             )
 

@@ -66,7 +66,7 @@ def load(path: str, mean: float = 0.5, std: float = 0.5) -> tuple[PictureDataset
             images.append(prepare(read(file), mean, std))
             names.append(str(file))
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-            skipped.append(file)  # Pillow's errors for files that are not, or no longer, pictures
+            skipped.append(file)  # Pillow's errors for files that are not, or no longer, pictures; too thin ones
     if not images:
         raise InputError(f"data.predict_path {path}: none of its {len(skipped)} files is a picture Pillow can read")
     return PictureDataset(torch.stack(images), names), skipped
@@ -92,6 +92,9 @@ def prepare(picture: Image.Image, mean: float = 0.5, std: float = 0.5) -> Tensor
     # coloured garment, whose gray is dim, becomes as bright as the training images' garments
     image = F.autocontrast(image)
     image = trim(image)
+    height, width = image.shape[-2:]
+    if min(height, width) * IMAGE_SIDE < max(height, width):  # resize would make its short edge 0 pixels
+        raise ValueError(f"a {width}x{height} picture is too thin to keep a pixel across at {IMAGE_SIDE} pixels")
     image = F.resize(image, size=None, max_size=IMAGE_SIDE, antialias=True)  # longest edge 28, aspect kept
     image = F.center_crop(image, [IMAGE_SIDE, IMAGE_SIDE])  # pads the short edge with black, centred
     return F.to_dtype(image, torch.float32, scale=True).sub_(mean).div_(std)

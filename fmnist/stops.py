@@ -132,7 +132,8 @@ def stop_line(stop: Stop | None, signum: signal.Signals, args: list[str]) -> str
     """One line: what stopped the command, where, what its run folder keeps and how to go on."""
     line = f"fmnist: stopped by {NAMES[signum]}"
     if stop is None:
-        return f"{line} before training began; nothing was written: run the command again"
+        where = "during the export" if args[:1] == ["export"] else "before training began"
+        return f"{line} {where}; nothing was written: run the command again"
     line += f" in {stop.stage} at epoch {stop.epoch + 1}, step {stop.step}"
     if stop.stage != "fit" or stop.run_dir is None:
         return f"{line}; nothing is written for an unfinished {stop.stage}: run the command again"

@@ -200,7 +200,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1) from None
     if left_out:
         files = ", ".join(map(str, left_out))
-        print(f"classify: left out {len(left_out)} files that are not pictures or are broken: {files}", file=sys.stderr)
+        print(
+            f"classify: left out {len(left_out)} files that are not pictures, are broken or are too thin: {files}",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -131,7 +131,11 @@ def test_documented_fit_commands_parse(in_scratch: Path, capsys: pytest.CaptureF
             continue
         if words[0] == "sweep":
             continue
-        assert words[0] in ("fit", "validate", "test", "predict"), f"{page}: {words}"
+        if words[0] == "export":  # its own flags first (parsed here), then fit options
+            from fmnist.export.command import parser
+
+            words = ["export", *parser().parse_known_args(words[1:])[1]]
+        assert words[0] in ("fit", "validate", "test", "predict", "export"), f"{page}: {words}"
         options = fit_options(words[1:])
         if options is None:
             continue

@@ -197,7 +197,8 @@ def test_classify_serves_the_onnx_file_as_predict_serves_the_checkpoint(
     served = classify_alone(run / "export" / "last.onnx", photos, tmp_path)
     assert served.returncode == 0, served.stderr
     assert (
-        served.stderr.strip() == f"classify: left out 1 files that are not pictures or are broken: {photos}/8_notes.txt"
+        served.stderr.strip()
+        == f"classify: left out 1 files that are not pictures, are broken or are too thin: {photos}/8_notes.txt"
     )
     rows = predicted_csv(served.stdout)
     assert len(rows) == 13 and list(rows[0]) == ["index", "file", "class_index", "class_name", "confidence"]

@@ -119,7 +119,7 @@ def test_predict_on_a_folder_of_pictures(fmnist, trained: Path, photos: Path) ->
         assert fmnist("predict", "--ckpt_path", checkpoint(trained), "--data.predict_path", str(photos)) == 0
     left_out = [str(w.message) for w in warned if "left out" in str(w.message)]
     assert left_out == [
-        f"data.predict_path: left out 2 files that are not pictures or are broken: {photos}/e_notes.txt, {photos}/f_broken.png"
+        f"data.predict_path: left out 2 files that are not pictures, are broken or are too thin: {photos}/e_notes.txt, {photos}/f_broken.png"
     ]
     rows = predictions(trained)
     assert [row["file"] for row in rows] == [
@@ -168,3 +168,15 @@ def test_unusable_predict_path_is_one_clear_line(fmnist, capsys, path: str, mess
     err = capsys.readouterr().err
     assert err == f"fmnist: error: {message}\n"
     assert not Path("runs").exists(), "no run folder for a run that never started"
+
+
+def test_a_picture_too_thin_to_keep_a_pixel_across_is_left_out(tmp_path: Path) -> None:
+    """A 1x60 stroke would be resized to 0 pixels across: it is left out, as an unreadable file is."""
+    save(garment(), tmp_path / "a_plain.png")
+    stroke = np.zeros((100, 100), np.uint8)
+    stroke[50, 20:80] = 255
+    thin = save(stroke, tmp_path / "b_stroke.png")
+    dataset, skipped = pictures.load(str(tmp_path))
+    assert skipped == [thin] and len(dataset) == 1
+    with pytest.raises(ValueError, match="a 60x1 picture is too thin to keep a pixel across at 28 pixels"):
+        pictures.prepare(Image.open(thin).convert("L"))

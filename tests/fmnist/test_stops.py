@@ -134,6 +134,9 @@ def test_the_stop_line_says_what_the_run_keeps() -> None:
     assert stop_line(None, signal.SIGINT, ["fit"]) == (
         "fmnist: stopped by Ctrl-C (SIGINT) before training began; nothing was written: run the command again"
     )
+    assert stop_line(None, signal.SIGTERM, ["export", "--ckpt_path", "best"]) == (
+        "fmnist: stopped by SIGTERM during the export; nothing was written: run the command again"
+    )
 
 
 @pytest.mark.slow
