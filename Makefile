@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 SYSTEM_DATA := /usr/share/datasets/fashion-mnist
 EPOCHS ?= 5
 
-.PHONY: fit test test-all lint format data install lock tensorboard benchmark screenshots clean
+.PHONY: fit test test-all floors lint format data install lock tensorboard benchmark screenshots clean
 
 EXTRAS := test,profiler,postgres,export
 # the versions CI passed with (pyproject.toml keeps ranges); `make lock` refreshes it
@@ -52,6 +52,21 @@ test: install
 
 test-all: install data
 	$(PY) -m pytest
+
+# The floors (.ci/floors.txt): the lowest versions pyproject.toml allows, in their own venv, and the fast
+# suite with them (CI runs it). The venv is rebuilt from scratch whenever the floors or pyproject.toml change.
+FLOORS_VENV ?= .venv-floors
+$(FLOORS_VENV)/.installed: pyproject.toml .ci/floors.txt
+	rm -rf $(FLOORS_VENV)
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOORS_VENV)/bin/python -m pip install --quiet -c .ci/floors.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+# (less the check that the venv holds constraints.txt's versions: this one holds the floors on purpose)
+floors: $(FLOORS_VENV)/.installed
+	$(FLOORS_VENV)/bin/python -m pytest -m "not slow" \
+	  --deselect tests/e2e/test_versions.py::test_the_installed_requirements_are_the_pinned_versions
 
 # ruff, configured in pyproject.toml: lint and format check (CI runs it); `make format` rewrites
 lint: install

@@ -6,8 +6,12 @@ with its default), and the exit statuses of the README and ``docs/troubleshootin
 """
 
 import re
+import tomllib
 from dataclasses import fields
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from fmnist.exits import DIVERGED, ERROR_LINE
 from fmnist.stops import STATUS
@@ -50,3 +54,21 @@ def test_the_exit_statuses_are_the_codes() -> None:
     troubleshooting = (REPO / "docs" / "troubleshooting.md").read_text()
     for status in (DIVERGED, ERROR_LINE, *STATUS.values()):
         assert f"exit status {status}" in troubleshooting or f"with {status}" in troubleshooting, status
+
+
+def test_the_floors_ci_installs_are_the_floors_pyproject_declares() -> None:
+    """``.ci/floors.txt`` pins every dependency at its ``>=`` floor in ``pyproject.toml`` (``make floors``)."""
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    floors = {}
+    for line in (REPO / ".ci" / "floors.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = re.fullmatch(r"([\w.-]+)===?(\S+)", line.strip()).groups()
+            floors[name.lower()] = Version(version)
+    for requirement in map(Requirement, declared):
+        (floor,) = (Version(spec.version) for spec in requirement.specifier if spec.operator == ">=")
+        pinned = floors.get(requirement.name.lower())
+        assert pinned is not None, f"{requirement.name}: no line in .ci/floors.txt"
+        # the same release, zeros added (2.13 == 2.13.0; 1.3 == 1.3.0.post0, which stands in for the yanked 1.3.0)
+        assert (pinned.release + (0,) * 4)[:4] == (floor.release + (0,) * 4)[:4], (
+            f"{requirement.name}: pyproject.toml says >={floor}, .ci/floors.txt tests {pinned}"
+        )
