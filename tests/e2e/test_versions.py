@@ -6,9 +6,9 @@ writes it. A pin outside its range, or a requirement without a pin, would instal
 
 import importlib.metadata
 import re
+import tomllib
 
 import pytest
-import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
