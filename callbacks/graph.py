@@ -83,7 +83,7 @@ class ModelGraph(Callback):
             with evaluating(pl_module), warnings.catch_warnings():
                 # add_graph traces with TorchScript, deprecated in torch >= 2.9 but still what the
                 # Graphs dashboard reads; the warning is about torch, not about this model
-                warnings.filterwarnings("ignore", ".*torch.jit.*deprecated", FutureWarning)
+                warnings.filterwarnings("ignore", ".*torch.jit.*deprecated")  # Future- or DeprecationWarning
                 example = move_data_to_device(example, pl_module.device)
                 key = structure(pl_module, example)
                 records = _TRACED.pop(key, None) or trace(pl_module, example)

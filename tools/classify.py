@@ -149,7 +149,9 @@ def load(model: Path) -> tuple[Callable[[np.ndarray], np.ndarray], list[str]]:
     import torch  # TorchScript: torch, not Lightning
 
     with warnings.catch_warnings():  # torch 2.10+ deprecates TorchScript on every load (docs/export.md)
-        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
+        warnings.filterwarnings(
+            "ignore", r"`torch\.jit\.\w+` is deprecated"
+        )  # Future- or DeprecationWarning, by release
         module = torch.jit.load(str(model), map_location="cpu")
 
     def run(images: np.ndarray) -> np.ndarray:

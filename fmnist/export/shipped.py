@@ -91,10 +91,12 @@ def _run_onnx(path: Path) -> Callable[[np.ndarray], Outputs]:
 
 @contextlib.contextmanager
 def torchscript_deprecation_silenced() -> Iterator[None]:
-    """torch 2.10+ warns (FutureWarning) on every ``torch.jit.trace``, ``save`` and ``load``: TorchScript
+    """torch warns (FutureWarning; DeprecationWarning in 2.13) on every ``torch.jit.trace``, ``save`` and ``load``: TorchScript
     is deprecated in favour of torch.export. The command says so once, in its own words (:data:`TORCHSCRIPT_NOTE`)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
+        warnings.filterwarnings(
+            "ignore", r"`torch\.jit\.\w+` is deprecated"
+        )  # Future- or DeprecationWarning, by release
         yield
 
 
