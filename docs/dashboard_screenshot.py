@@ -9,22 +9,17 @@ photographs the study's page in headless Chromium once it shows the study's metr
 """
 
 import argparse
-import contextlib
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: the repository's tools
-from tools.tensorboard_server import free_port
+from tools.tensorboard_server import LoopbackServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from screenshots import CHROMIUM_ARGS, settle
@@ -36,58 +31,28 @@ METRICS = ["Accuracy/val_best", "Model/params"]
 VIEWPORT = {"width": 1400, "height": 1150}
 
 
-class OptunaDashboard:
+class OptunaDashboard(LoopbackServer):
     """A real ``optuna-dashboard STORAGE`` process on a free loopback port, run from ``cwd``, and its HTTP API.
 
     Used as a context manager, it waits until the server lists a study and stops the process on the
     way out, whatever happens. Its output goes to ``log``.
     """
 
+    name = "optuna-dashboard"
+
     def __init__(self, storage: str, cwd: Path, log: Path, timeout: float = 60) -> None:
-        self.storage, self.cwd, self.log, self.timeout = storage, cwd, log, timeout
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(log, timeout, cwd)
+        self.storage = storage
 
-    def __enter__(self) -> "OptunaDashboard":
-        command = [str(Path(sys.executable).with_name("optuna-dashboard")), self.storage,
-                   "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
-        with open(self.log, "wb") as output:
-            self.process = subprocess.Popen(command, cwd=self.cwd, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            self.wait_until_listed()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def command(self) -> list[str]:
+        return [str(Path(sys.executable).with_name("optuna-dashboard")), self.storage,
+                "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def ready(self) -> bool:
+        return bool(self.json("/api/studies")["study_summaries"])
 
-    def get(self, path: str) -> bytes:
-        with urllib.request.urlopen(self.url + path, timeout=30) as response:
-            return response.read()
-
-    def json(self, path: str) -> Any:
-        return json.loads(self.get(path))
-
-    def wait_until_listed(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"optuna-dashboard exited: {self.log.read_text()[-2000:]}")
-            with contextlib.suppress(OSError):
-                if self.json("/api/studies")["study_summaries"]:
-                    return
-            time.sleep(0.5)
-        raise TimeoutError(f"optuna-dashboard listed no study of {self.storage} within {self.timeout} s")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    def waited_for(self) -> str:
+        return f"a study of {self.storage}"
 
 
 def sweep(root: Path) -> None:

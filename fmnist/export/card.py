@@ -23,6 +23,30 @@ PREPARATION = (
     " gray levels from the border's median; resized (antialiased bilinear, torchvision's uint8 arithmetic)"
     " so that the longest edge is 28 pixels; padded with black to 28x28, centred; divided by 255"
 )
+
+
+def _output(name: str, meaning: str) -> dict[str, Any]:
+    return {"name": name, "shape": ["batch", len(CLASS_NAMES)], "dtype": "float32", "meaning": meaning}
+
+
+#: What every exported file reads and answers, whatever its checkpoint.
+INTERFACE = {
+    "input": {
+        "name": INPUT,
+        "shape": list(INPUT_SHAPE),
+        "dtype": "float32",
+        "range": list(INPUT_RANGE),
+        "meaning": "grayscale pixel / 255; a light garment on black, as Fashion-MNIST's images are",
+    },
+    "outputs": [
+        _output(OUTPUTS[0], "the network's logits for the image alone"),
+        _output(
+            OUTPUTS[1],
+            "the softmax, averaged over the image and its test-time views when tta is not empty; its argmax"
+            " is the predicted class, its largest value the confidence predict writes",
+        ),
+    ],
+}
 #: The packages whose versions made and checked the file.
 PACKAGES = ("torch", "onnx", "onnxscript", "onnxruntime", "lightning", "fmnist")
 
@@ -49,21 +73,7 @@ def describe(
         "file": file.name,
         "loaded_by": fmt.loaded_by,
         "class_names": list(CLASS_NAMES),
-        "input": {
-            "name": INPUT,
-            "shape": list(INPUT_SHAPE),
-            "dtype": "float32",
-            "range": list(INPUT_RANGE),
-            "meaning": "grayscale pixel / 255; a light garment on black, as Fashion-MNIST's images are",
-        },
-        "outputs": [
-            _output(OUTPUTS[0], "the network's logits for the image alone"),
-            _output(
-                OUTPUTS[1],
-                "the softmax, averaged over the image and its test-time views when tta is not empty; its argmax"
-                " is the predicted class, its largest value the confidence predict writes",
-            ),
-        ],
+        **INTERFACE,
         "inside": {
             "normalisation": "(x - 0.5) / 0.5, the tutorial's Normalize((0.5,), (0.5,))",
             "tta": views,
@@ -112,10 +122,6 @@ def logged_test_accuracy(run_dir: Path | None, step: int | None) -> dict[str, fl
         if values:
             found[tag] = round(float(values[-1]), 6)
     return dict(sorted(found.items())) or None
-
-
-def _output(name: str, meaning: str) -> dict[str, Any]:
-    return {"name": name, "shape": ["batch", len(CLASS_NAMES)], "dtype": "float32", "meaning": meaning}
 
 
 def sha256(path: Path) -> str:
