@@ -177,10 +177,13 @@ def test_a_killed_worker_is_started_again_and_its_trial_runs_again(data_dir: Pat
     assert sweep.returncode == 0, err[-3000:]
     trials = study("one").trials
     assert len(finished(trials)) == N_TRIALS and not [t for t in trials if t.state == TrialState.RUNNING]
-    (killed,) = [t for t in trials if t.state == TrialState.FAIL]
-    assert killed.user_attrs["worker"].endswith(f":{first}")
-    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == killed.number)
-    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    # the killed worker's trial; on a loaded machine another trial's heartbeat may also fall silent past the
+    # grace and be failed and queued again, which is the same recovery: every failed trial ran again
+    (killed,) = [t for t in failed if t.user_attrs["worker"].endswith(f":{first}")]
+    for trial in failed:
+        retry = next(t for t in trials if t.system_attrs.get("failed_trial") == trial.number)
+        assert retry.state == TrialState.COMPLETE and retry.params == trial.params
     assert f"{N_TRIALS} of {N_TRIALS} trials finished" in out
 
 
